@@ -1,0 +1,1 @@
+"""Method plugins. A method is registered by its YAML file in conf/method/ (its `_target_`)."""

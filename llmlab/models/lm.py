@@ -1,0 +1,43 @@
+"""LM: a causal (or encoder) model, its tokenizer, and the spec it was loaded from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class LM:
+    model: Any  # transformers PreTrainedModel
+    tokenizer: Any  # transformers PreTrainedTokenizerBase
+    name: str
+    spec: dict[str, Any] = field(default_factory=dict)  # the model config group, resolved
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def max_length(self) -> int:
+        """The context length to truncate prompts to (spec `max_length`, else the model's)."""
+        if self.spec.get("max_length"):
+            return int(self.spec["max_length"])
+        return int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
+
+    def encode(self, text: str, chat: bool = False, add_special_tokens: bool = True) -> list[int]:
+        """Token ids of `text`, inside the chat template when `chat` and the tokenizer has one."""
+        if chat and getattr(self.tokenizer, "chat_template", None):
+            ids = self.tokenizer.apply_chat_template(
+                [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=True
+            )
+            if isinstance(ids, dict) or hasattr(ids, "keys"):
+                ids = ids["input_ids"]
+            return list(ids)
+        return self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
+
+    def decode(self, ids) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
