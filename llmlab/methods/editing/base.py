@@ -1,0 +1,67 @@
+"""The Editor protocol and the weight snapshot every weight editor restores from.
+
+An editor's `edit(lm, requests)` is a context manager: inside it the model answers with the
+new facts; on exit the weights are restored bit for bit. Weight editors snapshot exactly the
+parameters they touch (`WeightSnapshot`); in-context editors change the prompt instead
+(`prompt_for`), leaving the weights alone.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from llmlab.methods.base import Method
+
+
+@dataclass
+class EditRequest:
+    """One fact to write: `prompt` (the edit prompt, ending where the target begins), its
+    `subject` (a substring of `prompt`), the `target_new` answer, and the old answer if known."""
+
+    prompt: str
+    subject: str
+    target_new: str
+    target_true: str | None = None
+    extra: dict = field(default_factory=dict)  # task-specific fields (e.g. language, case id)
+
+
+@dataclass
+class Editor(Method):
+    family: ClassVar[str] = "editing"
+
+    @contextmanager
+    def edit(self, lm, requests: list[EditRequest]):
+        """Apply `requests` to `lm`; yield the edited LM; restore the original on exit."""
+        yield lm
+
+    def prompt_for(self, lm, query: str, requests: list[EditRequest]) -> str:
+        """The prompt to evaluate `query` with, under the current edits (identity for weight editors)."""
+        return query
+
+
+class WeightSnapshot:
+    """Copies of named parameters, restored bit for bit by `restore()`."""
+
+    def __init__(self, model: torch.nn.Module, names: list[str]):
+        params = dict(model.named_parameters())
+        self._params = {name: params[name] for name in names}
+        self._saved = {name: p.detach().clone() for name, p in self._params.items()}
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        for name, p in self._params.items():
+            p.copy_(self._saved[name])
+
+
+@contextmanager
+def restoring(model: torch.nn.Module, names: list[str]):
+    """Context manager: snapshot `names`, yield, restore them however the block exits."""
+    snapshot = WeightSnapshot(model, names)
+    try:
+        yield snapshot
+    finally:
+        snapshot.restore()
