@@ -19,11 +19,13 @@ def greedy_generate(
     max_new_tokens: int,
     stop_ids: set[int] | None = None,
     stop_strings: tuple[str, ...] = (),
+    min_new_tokens: int = 0,
 ) -> list[list[int]]:
     """Greedy continuation of a batch of equal-length prompts; returns the new token ids per row.
 
     A row stops at an EOS/`stop_ids` token (not included) or when its decoded text contains a
     `stop_strings` item; the loop ends when every row has stopped or `max_new_tokens` is reached.
+    Before `min_new_tokens` tokens, stop tokens are masked out (as `generate(min_length=...)`).
     """
     model = lm.model
     if not torch.is_tensor(input_ids):
@@ -36,7 +38,11 @@ def greedy_generate(
     generated: list[list[int]] = [[] for _ in range(batch)]
     done = [False] * batch
     for step in range(max_new_tokens):
-        next_tok = out.logits[:, -1, :].argmax(dim=-1)
+        logits = out.logits[:, -1, :]
+        if step < min_new_tokens and stop:
+            logits = logits.clone()
+            logits[:, [t for t in stop if t < logits.shape[-1]]] = float("-inf")
+        next_tok = logits.argmax(dim=-1)
         for i, tok in enumerate(next_tok.tolist()):
             if done[i]:
                 continue

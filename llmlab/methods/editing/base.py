@@ -42,6 +42,19 @@ class Editor(Method):
         """The prompt to evaluate `query` with, under the current edits (identity for weight editors)."""
         return query
 
+    def prepare_demonstrations(self, lm, pool: list[EditRequest]) -> None:
+        """Optional: the task's other edit cases, offered once before editing (IKE retrieves its
+        in-context demonstrations from them; `extra` may hold `case_id`, `rephrase`, `loc`,
+        `loc_ans`). Weight editors ignore it."""
+
+
+def prompt_target_ids(tokenizer, prompt: str, target: str) -> tuple[list[int], int]:
+    """Token ids of `prompt + " " + target` and the number of prompt tokens: the target tokens are
+    `ids[n_prompt:]` (EasyEdit's split: the prompt is tokenized alone, the pair together)."""
+    n_prompt = len(tokenizer(prompt)["input_ids"])
+    ids = list(tokenizer(f"{prompt} {target}")["input_ids"])
+    return ids, min(n_prompt, len(ids))
+
 
 class WeightSnapshot:
     """Copies of named parameters, restored bit for bit by `restore()`."""

@@ -1,0 +1,525 @@
+"""What ROME and MEMIT share: the MLP down-projection they rewrite, keys at the subject's last
+token, the optimized value vector, the keys' second moment, and the closed-form updates.
+
+Both methods treat the MLP down-projection `W` (nn.Linear, weight [hidden, intermediate]) of a
+decoder layer as a linear key-value memory: its input at the subject's last token is the key
+`k`, its output the value `W k`. Facts learnt from the official code (kmeng01/rome, rome/;
+kmeng01/memit, memit/; EasyEdit's llama hparams):
+
+- keys are averaged over context templates: "{}" plus short prefixes sampled from the model
+  (rome_main.get_context_templates, memit_main.get_context_templates); "{}" alone is allowed
+  here for speed and tests (`context_template_length_params: []`);
+- the value is found by gradient descent on a vector `delta` added to a module's output at the
+  subject's last token of every prompt (compute_v.py / compute_z.py): mean NLL of the target
+  tokens over the templated edit prompts + kl_factor * KL on "{subject} is a" + v_weight_decay *
+  |delta| / |v_init|^2, Adam(v_lr), early stop at loss < 5e-2, |delta| clamped to
+  clamp_norm_factor * |v_init|; the loss is taken on the model's own logits (the official
+  v_loss_layer is the last layer in every config);
+- the second moment C = E[k k^T] of keys (uncentered; layer_stats.py / runningstats.SecondMoment)
+  comes from a text sample; here the standard library's docstrings (llmlab.corpus), the text
+  present on every machine, one docstring per sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from llmlab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# Seed words of the sampled context prefixes (memit_main.get_context_templates; EasyEdit uses
+# the same for ROME).
+TEMPLATE_SEEDS = ("The", "Therefore", "Because", "I", "You")
+
+
+# --------------------------------------------------------------------------- locating modules
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a llama-, qwen2-, mistral- or gemma3-style causal LM."""
+    for path in ("model.layers", "model.language_model.layers", "language_model.model.layers"):
+        obj = model
+        for part in path.split("."):
+            obj = getattr(obj, part, None)
+            if obj is None:
+                break
+        if isinstance(obj, nn.ModuleList) and len(obj) and _down_proj_of(obj[0]) is not None:
+            return obj
+    for name, module in model.named_modules():
+        if name.endswith("layers") and isinstance(module, nn.ModuleList) and len(module) \
+                and _down_proj_of(module[0]) is not None:
+            return module
+    raise UserError(
+        f"ROME/MEMIT rewrite the MLP down-projection (`mlp.down_proj`, an nn.Linear) of a decoder "
+        f"layer, but {type(model).__name__} has no list of decoder layers with one. Use a llama-, "
+        f"qwen2-, mistral- or gemma3-style model (e.g. model=smollm2-135m or model=gemma3-270m)."
+    )
+
+
+def _down_proj_of(block: nn.Module) -> nn.Linear | None:
+    proj = getattr(getattr(block, "mlp", None), "down_proj", None)
+    return proj if isinstance(proj, nn.Linear) else None
+
+
+def down_proj(model: nn.Module, layer: int) -> nn.Linear:
+    return _down_proj_of(decoder_layers(model)[layer])
+
+
+def down_proj_weight_name(model: nn.Module, layer: int) -> str:
+    """The parameter name of layer `layer`'s down-projection weight (for WeightSnapshot)."""
+    weight = down_proj(model, layer).weight
+    for name, param in model.named_parameters():
+        if param is weight:
+            return name
+    raise RuntimeError(f"down_proj weight of layer {layer} is not a named parameter")  # pragma: no cover
+
+
+def check_layers(lm, layers, method: str) -> list[int]:
+    """Validate `layers` against the model's depth; return them as sorted ints."""
+    n = len(decoder_layers(lm.model))
+    try:
+        values = [int(x) for x in (layers if isinstance(layers, (list, tuple)) or hasattr(layers, "__iter__")
+                                   else [layers])]
+    except (TypeError, ValueError):
+        values = []
+    bad = [x for x in values if not 0 <= x < n]
+    if not values or bad or len(set(values)) != len(values):
+        raise UserError(
+            f"{method} layers={list(layers) if hasattr(layers, '__iter__') else layers} is not valid for "
+            f"{getattr(lm, 'name', 'this model')}, which has {n} decoder layers: give distinct indices in "
+            f"0..{n - 1}, e.g. method.layers=[{min(5, n - 1)}] (the paper's llama-7b layer 5 of 32 sits at "
+            f"~16% depth; scale it to the model's depth)."
+        )
+    return sorted(values)
+
+
+# --------------------------------------------------------------------------- tokens and positions
+
+
+@dataclass
+class Prompt:
+    """Token ids of a text and the index of the subject's last token in them."""
+
+    ids: list[int]
+    lookup: int
+
+
+def encode_at_subject(tokenizer, text: str, subject_start: int, subject_end: int) -> Prompt:
+    """Tokenize `text` (with the tokenizer's special tokens); find the subject's last token:
+    the last token starting before the subject's end (rome/repr_tools.py `subject_last`)."""
+    enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=getattr(tokenizer, "is_fast", False))
+    ids = list(enc["input_ids"])
+    if "offset_mapping" in enc:
+        starts = [i for i, (s, e) in enumerate(enc["offset_mapping"]) if e > s and s < subject_end]
+        if starts:
+            return Prompt(ids, starts[-1])
+    # Slow tokenizers: the length of the tokenized text up to the subject's end (repr_tools).
+    head = tokenizer(text[:subject_end], add_special_tokens=True)["input_ids"]
+    return Prompt(ids, min(len(head), len(ids)) - 1)
+
+
+def subject_span(prompt: str, subject: str) -> tuple[int, int]:
+    start = prompt.find(subject)
+    if not subject or start < 0:
+        raise UserError(
+            f"an edit request's subject {subject!r} does not occur in its prompt {prompt!r}; ROME and MEMIT "
+            f"read the key at the subject's last token, so the prompt must contain the subject verbatim."
+        )
+    return start, start + len(subject)
+
+
+def target_text(prompt: str, target: str) -> str:
+    """The target as it continues the prompt: with a leading space unless one is there
+    (rome_main.execute_rome: 'Space required for correct tokenization')."""
+    if target[:1].isspace() or prompt[-1:].isspace():
+        return target
+    return " " + target
+
+
+def target_ids(tokenizer, prompt: str, target: str) -> list[int]:
+    """Token ids of `target` as the continuation of `prompt` (no special tokens)."""
+    target = target_text(prompt, target)
+    head = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    full = tokenizer(prompt + target, add_special_tokens=False)["input_ids"]
+    if len(full) > len(head) and full[: len(head)] == head:
+        return list(full[len(head):])
+    ids = tokenizer(target, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise UserError(f"the edit target {target!r} tokenizes to nothing; give a non-empty target_new.")
+    return list(ids)
+
+
+def template_prompts(tokenizer, templates: list[str], prompt: str, subject: str) -> list[Prompt]:
+    """`prompt` placed in each template (a prefix ending in "{}"), with the subject's last token."""
+    start, end = subject_span(prompt, subject)
+    out = []
+    for tmpl in templates:
+        prefix = tmpl[: tmpl.index("{}")]
+        out.append(encode_at_subject(tokenizer, prefix + prompt, len(prefix) + start, len(prefix) + end))
+    return out
+
+
+def pad_right(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _pad_id(tokenizer) -> int:
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if tid is not None:
+            return int(tid)
+    return 0  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- context templates
+
+_TEMPLATE_CACHE: dict[tuple, list[list[str]]] = {}
+
+
+def context_templates(lm, length_params, seed: int = 0) -> list[list[str]]:
+    """Groups of templates: [["{}"], [sampled prefixes + ". {}"] per (length, n_gen)].
+
+    Prefixes are sampled from the model (top-k 5, as util/generate.generate_fast) starting from
+    each seed word, n_gen // 5 per seed word, `length` tokens long; cached per model and params.
+    `length_params` empty: only "{}" (deterministic, fast)."""
+    length_params = [(int(a), int(b)) for a, b in (length_params or [])]
+    groups = [["{}"]]
+    if not length_params:
+        return groups
+    key = (_fingerprint(lm.model), tuple(length_params), seed)
+    if key not in _TEMPLATE_CACHE:
+        tok, model = lm.tokenizer, lm.model
+        sampled = []
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(seed)
+            for length, n_gen in length_params:
+                group = []
+                for word in TEMPLATE_SEEDS:
+                    n = max(1, n_gen // len(TEMPLATE_SEEDS))
+                    ids = torch.tensor([tok(word, add_special_tokens=True)["input_ids"]], device=lm.device)
+                    new = max(1, length - (ids.shape[1] - 1))
+                    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=5,
+                                         top_p=1.0, temperature=1.0, max_new_tokens=new, min_new_tokens=new,
+                                         num_return_sequences=n, pad_token_id=_pad_id(tok))
+                    for row in out:
+                        text = tok.decode(row, skip_special_tokens=True)
+                        text = re.sub(r"\s+", " ", text.replace("{", " ").replace("}", " ")).strip()
+                        group.append(text + ". {}")
+                sampled.append(group)
+        _TEMPLATE_CACHE[key] = groups + sampled
+        log.info("context templates: %s", _TEMPLATE_CACHE[key])
+    return _TEMPLATE_CACHE[key]
+
+
+# --------------------------------------------------------------------------- activations
+
+
+@contextmanager
+def grad_enabled():
+    """Gradients on (even under no_grad/inference_mode callers); model parameters frozen."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
+@contextmanager
+def frozen(model: nn.Module):
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def _tensor_out(output):
+    return output[0] if isinstance(output, tuple) else output
+
+
+def io_at(lm, module: nn.Module, prompts: list[Prompt], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Input and output of `module` at each prompt's lookup token: ([n, d_in], [n, d_out]), float32."""
+    ins, outs = [], []
+    captured = {}
+
+    def hook(mod, args, output):
+        captured["in"], captured["out"] = args[0], _tensor_out(output)
+
+    handle = module.register_forward_hook(hook)
+    try:
+        with torch.no_grad():
+            for i in range(0, len(prompts), batch_size):
+                chunk = prompts[i: i + batch_size]
+                ids, mask = pad_right([p.ids for p in chunk], _pad_id(lm.tokenizer), lm.device)
+                lm.model(input_ids=ids, attention_mask=mask, use_cache=False)
+                rows = torch.arange(len(chunk), device=ids.device)
+                cols = torch.tensor([p.lookup for p in chunk], device=ids.device)
+                ins.append(captured["in"][rows, cols].float())
+                outs.append(captured["out"][rows, cols].float())
+    finally:
+        handle.remove()
+    return torch.cat(ins), torch.cat(outs)
+
+
+def mean_key(lm, layer: int, groups: list[list[str]], prompt: str, subject: str) -> torch.Tensor:
+    """Down-projection input at the subject's last token, averaged within each template group
+    and then across groups (memit/compute_ks.py; ROME passes one flat group: compute_u.py)."""
+    module = down_proj(lm.model, layer)
+    flat = [t for g in groups for t in g]
+    keys, _ = io_at(lm, module, template_prompts(lm.tokenizer, flat, prompt, subject))
+    means, at = [], 0
+    for g in groups:
+        means.append(keys[at: at + len(g)].mean(0))
+        at += len(g)
+    return torch.stack(means).mean(0)
+
+
+# --------------------------------------------------------------------------- value optimization
+
+
+@dataclass
+class ValueSettings:
+    v_num_grad_steps: int
+    v_lr: float
+    v_weight_decay: float
+    kl_factor: float
+    clamp_norm_factor: float
+
+
+def optimize_value(lm, module: nn.Module, request, templates: list[str], hp: ValueSettings,
+                   stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(v_init, delta): `module`'s output at the subject's last token of the plain prompt, and the
+    vector that, added there (and at the same token of every templated and KL prompt), makes the
+    model emit `request.target_new` (rome/compute_v.py, memit/compute_z.py)."""
+    tok, model = lm.tokenizer, lm.model
+    tgt = target_ids(tok, request.prompt, request.target_new)
+    rewrites = template_prompts(tok, templates, request.prompt, request.subject)
+    kl = template_prompts(tok, ["{}"], f"{request.subject} is a", request.subject)
+    seqs = [p.ids + tgt[:-1] for p in rewrites] + [p.ids for p in kl]
+    ids, mask = pad_right(seqs, _pad_id(tok), lm.device)
+    n_rw, width = len(rewrites), ids.shape[1]
+    # Positions whose logits predict the target tokens, and the target ids there.
+    label = torch.full((n_rw, width), -100, dtype=torch.long, device=ids.device)
+    for i, p in enumerate(rewrites):
+        label[i, len(p.ids) - 1: len(p.ids) - 1 + len(tgt)] = torch.tensor(tgt, device=ids.device)
+    lookups = [p.lookup for p in rewrites + kl]
+    at = torch.zeros((len(seqs), width, 1), device=ids.device)
+    for i, j in enumerate(lookups):
+        at[i, j] = 1.0
+
+    hidden = _tensor_out_dim(module)
+    delta = torch.zeros(hidden, device=ids.device, dtype=torch.float32, requires_grad=True)
+    state = {"init": None}
+
+    def hook(mod, args, output):
+        out = _tensor_out(output)
+        if state["init"] is None:
+            state["init"] = out[0, lookups[0]].detach().float().clone()
+        new = out + (at * delta).to(out.dtype)
+        return (new,) + tuple(output[1:]) if isinstance(output, tuple) else new
+
+    opt = torch.optim.Adam([delta], lr=hp.v_lr)
+    kl_init = None
+    losses = []
+    handle = module.register_forward_hook(hook)
+    try:
+        with grad_enabled(), frozen(model):
+            for it in range(hp.v_num_grad_steps):
+                opt.zero_grad()
+                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+                kl_logits = logits[torch.arange(n_rw, len(seqs), device=logits.device),
+                                   torch.tensor(lookups[n_rw:], device=logits.device)]
+                kl_logp = torch.log_softmax(kl_logits, dim=-1)
+                if kl_init is None:
+                    kl_init = kl_logp.detach().clone()
+                logp = torch.log_softmax(logits[:n_rw], dim=-1)
+                picked = torch.gather(logp, 2, label.clamp(min=0).unsqueeze(2)).squeeze(2)
+                keep = (label != -100).float()
+                nll_each = -(picked * keep).sum(1) / len(tgt)
+                nll = nll_each.mean()
+                kl_loss = hp.kl_factor * torch.nn.functional.kl_div(kl_init, kl_logp, log_target=True,
+                                                                    reduction="batchmean")
+                decay = hp.v_weight_decay * (delta.norm() / state["init"].norm() ** 2)
+                loss = nll + kl_loss + decay
+                losses.append((float(loss), float(nll), float(torch.exp(-nll_each).mean())))
+                if loss.item() < 5e-2 or it == hp.v_num_grad_steps - 1:
+                    break
+                loss.backward()
+                opt.step()
+                max_norm = hp.clamp_norm_factor * state["init"].norm()
+                if delta.norm() > max_norm:
+                    with torch.no_grad():
+                        delta.mul_(max_norm / delta.norm())
+    finally:
+        handle.remove()
+    if stats is not None:
+        stats["v_steps"] = len(losses)
+        stats["v_loss_first"], stats["v_loss_last"] = (losses[0][0], losses[-1][0]) if losses else (None, None)
+        stats["target_prob_last"] = losses[-1][2] if losses else None
+    return state["init"], delta.detach().clone()
+
+
+def _tensor_out_dim(module: nn.Module) -> int:
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    proj = _down_proj_of(module)  # a decoder block: its output is the residual stream
+    if proj is not None:
+        return proj.out_features
+    raise TypeError(f"cannot tell the output width of {type(module).__name__}")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- key second moment
+
+_MOM2_CACHE: dict[tuple, torch.Tensor] = {}
+
+
+class _Stop(Exception):
+    pass
+
+
+def _fingerprint(model: nn.Module) -> str:
+    """A cheap digest of all weights (a strided sample of each parameter) and their shapes."""
+    h = hashlib.sha1()
+    for name, p in model.named_parameters():
+        flat = p.detach().reshape(-1)
+        step = max(1, flat.numel() // 256)
+        h.update(name.encode())
+        h.update(str(tuple(p.shape)).encode())
+        h.update(flat[::step].float().cpu().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def second_moments(lm, layers: list[int], n_samples: int, max_length: int, on_disk: bool = True) -> dict[int, torch.Tensor]:
+    """C[layer] = E[k k^T] over every token of the first `n_samples` standard-library docstrings
+    (each truncated to `max_length` tokens), k the down-projection input (rome/layer_stats.py).
+
+    Cached in memory per (weights, layer, samples, length) and, when `on_disk`, under
+    llmlab.models.cache.cache_dir()/mom2/. Returns float32 matrices on the model's device."""
+    from llmlab.corpus import stdlib_docstrings
+
+    docs = stdlib_docstrings()
+    n = min(int(n_samples), len(docs))
+    if n < int(n_samples):
+        log.info("mom2: %d samples asked, the local text has %d docstrings; using %d", n_samples, len(docs), n)
+    fp = _fingerprint(lm.model)
+    keys = {layer: (fp, layer, n, int(max_length)) for layer in layers}
+    out: dict[int, torch.Tensor] = {}
+    todo = []
+    for layer in layers:
+        if keys[layer] in _MOM2_CACHE:
+            out[layer] = _MOM2_CACHE[keys[layer]]
+            continue
+        path = _mom2_path(lm, keys[layer])
+        if on_disk and path.exists():
+            try:
+                _MOM2_CACHE[keys[layer]] = torch.load(path, map_location="cpu")
+                out[layer] = _MOM2_CACHE[keys[layer]]
+                continue
+            except Exception as err:  # pragma: no cover - a damaged cache file: recompute
+                log.warning("ignoring unreadable mom2 cache %s: %s", path, err)
+        todo.append(layer)
+    if todo:
+        computed = _collect(lm, todo, docs[:n], int(max_length))
+        for layer, mat in computed.items():
+            _MOM2_CACHE[keys[layer]] = mat
+            out[layer] = mat
+            if on_disk:
+                path = _mom2_path(lm, keys[layer])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                torch.save(mat, tmp)
+                os.replace(tmp, path)
+    return {layer: out[layer].to(lm.device) for layer in layers}
+
+
+def _mom2_path(lm, key):
+    from llmlab.models.cache import cache_dir
+
+    fp, layer, n, length = key
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(getattr(lm, "name", "model")))
+    return cache_dir() / "mom2" / f"{name}-{fp}-layer{layer}-n{n}-len{length}.pt"
+
+
+def _collect(lm, layers: list[int], texts, max_length: int) -> dict[int, torch.Tensor]:
+    from tqdm.auto import tqdm
+
+    tok, model = lm.tokenizer, lm.model
+    seqs = [tok(t, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"] for t in texts]
+    seqs = sorted((s for s in seqs if s), key=len)
+    modules = {layer: down_proj(model, layer) for layer in layers}
+    d = next(iter(modules.values())).in_features
+    sums = {layer: torch.zeros(d, d, dtype=torch.float64, device=lm.device) for layer in layers}
+    count = 0
+    mask_now = {}
+    last = max(layers)
+
+    def make_hook(layer):
+        def hook(mod, args):
+            x = args[0][mask_now["m"]].to(torch.float64)  # [tokens, d], padding dropped
+            sums[layer].add_(x.T @ x)
+            if layer == last:
+                raise _Stop  # nothing above the last needed layer matters (nethook.Trace stop=True)
+        return hook
+
+    handles = [modules[layer].register_forward_pre_hook(make_hook(layer)) for layer in layers]
+    batches, cur = [], []
+    for s in seqs:  # batches of about 4096 tokens
+        if cur and (len(cur) + 1) * len(s) > 4096:
+            batches.append(cur)
+            cur = []
+        cur.append(s)
+    if cur:
+        batches.append(cur)
+    try:
+        with torch.no_grad():
+            for batch in tqdm(batches, desc=f"mom2 layers {layers}", leave=False):
+                ids, mask = pad_right(batch, _pad_id(tok), lm.device)
+                mask_now["m"] = mask.bool()
+                count += int(mask.sum())
+                try:
+                    model(input_ids=ids, attention_mask=mask, use_cache=False)
+                except _Stop:
+                    pass
+    finally:
+        for h in handles:
+            h.remove()
+    return {layer: (sums[layer] / max(count, 1)).float().cpu() for layer in layers}
+
+
+# --------------------------------------------------------------------------- closed-form updates
+
+
+def rome_update(residual: torch.Tensor, key: torch.Tensor, key_mean: torch.Tensor,
+                cov_inv: torch.Tensor | None = None) -> torch.Tensor:
+    """ROME's rank-one ΔW = r (C⁻¹k̄)ᵀ / ((C⁻¹k̄)ᵀ k) with r = v* − W k (rome_main.execute_rome:
+    left vector u = C⁻¹k̄/|C⁻¹k̄| from compute_u.py, right vector r / (k·u) from compute_v.py).
+
+    `key` is the key of the plain edit prompt, `key_mean` the key averaged over templates
+    (equal to `key` without templates); C = I when `cov_inv` is None. Then (W+ΔW) k = v*, and
+    for C = K Kᵀ this is the least-squares W' on the old keys K subject to W' k = v*."""
+    u = key_mean.float() if cov_inv is None else cov_inv.float() @ key_mean.float()
+    u = u / u.norm()
+    right = residual.float() / torch.dot(key.float(), u)
+    return torch.outer(right, u)
+
+
+def memit_update(keys: torch.Tensor, residuals: torch.Tensor, cov: torch.Tensor, weight: float) -> torch.Tensor:
+    """MEMIT's ΔW = R Kᵀ (λC + K Kᵀ)⁻¹ (memit_main.execute_memit, computed in float64):
+    `keys` K [d_in, n], `residuals` R [d_out, n] (already divided among the layers), C [d_in, d_in]."""
+    k, r = keys.double(), residuals.double()
+    adj = torch.linalg.solve(weight * cov.double() + k @ k.T, k)
+    return r @ adj.T

@@ -1,0 +1,154 @@
+"""FT: constrained fine-tuning of one MLP output matrix (FT-L and FT-M, as EasyEdit runs them).
+
+Following EasyEdit easyeditor/models/ft/ft_main.py (execute_ft) with hparams/FT/llama-7b.yaml:
+Adam on the `down_proj` weight of the chosen layer(s) only, `num_steps` passes over the edit
+requests in chunks of `batch_size`; a chunk whose loss is below 1e-2 takes no step, and the
+loop stops when a pass's mean loss is below 1e-2. Two objectives (EasyEdit
+`objective_optimization`; survey arXiv:2401.01286 names them):
+
+  prompt_last (FT-L)  -mean log p(target token | prompt) of every target token, read at the
+                      prompt's last position (ROME's FT baseline)
+  target_new  (FT-M)  cross-entropy over the target tokens of `prompt + " " + target`, prompt masked
+
+`norm_constraint` (float or null) clamps each weight to within ±eps of its original value after
+every step (ROME's FT-L "constr" variant uses 5e-5; EasyEdit's llama/qwen hparams set it false).
+The edit context restores the touched weights bit for bit on exit (WeightSnapshot).
+
+Layer: `layers: null` picks round(21/32 · depth) — EasyEdit's layer 21 of Llama-2-7B's 32 — so
+the default scales to small models (SmolLM2-135M: 20 of 30; Gemma-3-270M: 12 of 18). Give
+explicit indices (method.layers=[27] for EasyEdit's Qwen2.5-7B setting); an index outside the
+model's layers is an error.
+
+Target tokens: the tokens of `prompt + " " + target` after the prompt's own tokens (EasyEdit
+prefixes the target with a space the same way). For prompt_last, EasyEdit tokenizes the target
+alone, which on Llama tokenizers adds a BOS token to the target; we use the in-context target
+tokens instead, without BOS.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from llmlab.errors import UserError
+from llmlab.methods.editing.base import EditRequest, Editor, prompt_target_ids, restoring
+
+OBJECTIVES = ("prompt_last", "target_new")
+DEFAULT_LAYER_FRACTION = 21 / 32  # EasyEdit hparams/FT/llama-7b.yaml: layers [21] of 32
+
+
+@dataclass
+class FT(Editor):
+    name: ClassVar[str] = "ft"
+
+    layers: list[int] | None = None  # null: [round(21/32 * num_layers)]
+    objective: str = "prompt_last"  # prompt_last (FT-L) | target_new (FT-M)
+    num_steps: int = 25
+    lr: float = 5e-4
+    weight_decay: float = 0.0
+    norm_constraint: float | None = None
+    batch_size: int = 1
+    stop_loss: float = 1e-2  # EasyEdit: no step below it; stop when a pass's mean is below it
+    module_template: str = "layers.{}.mlp.down_proj.weight"
+
+    def __post_init__(self):
+        if self.objective not in OBJECTIVES:
+            raise UserError(f"ft: objective must be one of {', '.join(OBJECTIVES)} "
+                            f"(prompt_last = FT-L, target_new = FT-M); got {self.objective!r}.")
+        if self.num_steps < 0 or self.batch_size < 1:
+            raise UserError(f"ft: num_steps must be >= 0 and batch_size >= 1; got {self.num_steps}, {self.batch_size}.")
+        self.last_losses: list[float] = []
+
+    # -- which weights -------------------------------------------------------------------------
+    def resolved_layers(self, model) -> list[int]:
+        depth = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+        if self.layers is None:
+            if depth <= 0:
+                raise UserError("ft: cannot tell the model's depth (config.num_hidden_layers); set method.layers=[i].")
+            return [min(depth - 1, round(DEFAULT_LAYER_FRACTION * depth))]
+        layers = [int(i) for i in self.layers]
+        bad = [i for i in layers if not 0 <= i < depth]
+        if bad:
+            raise UserError(f"ft: layer(s) {bad} out of range for this model, which has {depth} layers "
+                            f"(0..{depth - 1}). Set method.layers=[i] with 0 <= i < {depth}, or "
+                            f"method.layers=null for round(21/32 * depth) = {round(DEFAULT_LAYER_FRACTION * depth)}.")
+        return layers
+
+    def parameter_names(self, model) -> list[str]:
+        names = [n for n, _ in model.named_parameters()]
+        chosen = []
+        for layer in self.resolved_layers(model):
+            suffix = self.module_template.format(layer)
+            hits = [n for n in names if n == suffix or n.endswith("." + suffix)]
+            if len(hits) != 1:
+                raise UserError(f"ft: expected one parameter named like '*{suffix}' in {type(model).__name__}, "
+                                f"found {len(hits)}. Set method.module_template to this architecture's MLP "
+                                f"output weight (e.g. 'layers.{{}}.mlp.down_proj.weight').")
+            chosen.append(hits[0])
+        return chosen
+
+    # -- the edit ------------------------------------------------------------------------------
+    @contextmanager
+    def edit(self, lm, requests: list[EditRequest]):
+        names = self.parameter_names(lm.model)
+        with restoring(lm.model, names):
+            self.train(lm, requests, names)
+            yield lm
+
+    def loss(self, lm, request: EditRequest) -> torch.Tensor:
+        ids, n_prompt = prompt_target_ids(lm.tokenizer, request.prompt, request.target_new)
+        if n_prompt >= len(ids):
+            raise UserError(f"ft: the target {request.target_new!r} adds no tokens after the prompt {request.prompt!r}.")
+        input_ids = torch.tensor([ids], device=lm.device)
+        if self.objective == "prompt_last":
+            logits = lm.model(input_ids=input_ids[:, :n_prompt]).logits[0, -1].float()
+            targets = input_ids[0, n_prompt:]
+            return -torch.log_softmax(logits, dim=-1)[targets].mean()
+        logits = lm.model(input_ids=input_ids).logits[0, n_prompt - 1:-1].float()
+        return torch.nn.functional.cross_entropy(logits, input_ids[0, n_prompt:])
+
+    def train(self, lm, requests: list[EditRequest], names: list[str]) -> list[float]:
+        """Optimize the named weights in place (the caller restores them); returns each pass's mean loss."""
+        model = lm.model
+        params = dict(model.named_parameters())
+        weights = [params[n] for n in names]
+        originals = [w.detach().clone() for w in weights] if self.norm_constraint is not None else []
+        flags = {n: p.requires_grad for n, p in params.items()}
+        self.last_losses = []
+        try:
+            for p in params.values():
+                p.requires_grad_(False)
+            for w in weights:
+                w.requires_grad_(True)
+            opt = torch.optim.Adam(weights, lr=self.lr, weight_decay=self.weight_decay)
+            with torch.enable_grad():
+                for _ in range(self.num_steps):
+                    total = 0.0
+                    for start in range(0, len(requests), self.batch_size):
+                        chunk = requests[start:start + self.batch_size]
+                        opt.zero_grad()
+                        loss = torch.stack([self.loss(lm, r) for r in chunk]).mean()
+                        if loss.item() >= self.stop_loss:
+                            loss.backward()
+                            opt.step()
+                        if self.norm_constraint is not None:
+                            eps = float(self.norm_constraint)
+                            with torch.no_grad():
+                                for w, w0 in zip(weights, originals):
+                                    w.copy_(torch.clamp(w, min=w0 - eps, max=w0 + eps))
+                        total += loss.item() * len(chunk)
+                    self.last_losses.append(total / max(1, len(requests)))
+                    if self.last_losses[-1] < self.stop_loss:
+                        break
+        finally:
+            opt = None
+            for n, p in params.items():
+                p.grad = None
+                p.requires_grad_(flags[n])
+        return self.last_losses
+
+    def describe(self) -> dict:
+        return {"variant": "FT-L" if self.objective == "prompt_last" else "FT-M"}

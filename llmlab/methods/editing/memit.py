@@ -1,0 +1,115 @@
+"""MEMIT (Meng et al., 2023, "Mass-Editing Memory in a Transformer"): a batch of facts written
+jointly into the MLP down-projections of several consecutive layers.
+
+As memit_main.execute_memit:
+  z_i   = the residual stream after the last edited layer L at subject i's last token, with δ_i
+          optimized so the model emits target i (compute_z.py; same loss as ROME's compute_v)
+  for each edited layer l, lowest first (weights of lower layers already updated):
+    K     = down_proj inputs at the subjects' last tokens, averaged over templates (compute_ks.py)
+    R     = (z − h_L(current weights)) / (number of edited layers from l up)
+    ΔW_l  = R Kᵀ (λ C_l + K Kᵀ)⁻¹        λ = mom2_update_weight, C_l = E[k kᵀ] at layer l
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from llmlab.methods.editing import _rank_update as ru
+from llmlab.methods.editing.base import EditRequest, Editor, restoring
+
+
+@dataclass
+class MEMIT(Editor):
+    name: ClassVar[str] = "memit"
+
+    layers: list[int] = field(default_factory=lambda: [4, 5, 6, 7, 8])  # EasyEdit hparams/MEMIT/llama-7b.yaml
+    v_num_grad_steps: int = 25
+    v_lr: float = 0.5
+    v_weight_decay: float = 1e-3
+    clamp_norm_factor: float = 4.0
+    kl_factor: float = 0.0625
+    mom2_adjustment: bool = True  # false: C = I (then λ weighs an identity; lower mom2_update_weight)
+    mom2_update_weight: float = 15000.0
+    mom2_n_samples: int = 100000  # texts in the key sample (capped at the local text's docstrings)
+    mom2_max_length: int = 512  # tokens per text sample
+    mom2_cache_on_disk: bool = True
+    context_template_length_params: list = field(default_factory=lambda: [[10, 5]])  # memit_main.get_context_templates
+    template_seed: int = 0
+
+    def __post_init__(self):
+        self.layers = [int(x) for x in self.layers] if hasattr(self.layers, "__iter__") else [int(self.layers)]
+        self.context_template_length_params = [[int(a), int(b)] for a, b in (self.context_template_length_params or [])]
+        self._stats = {"edits": 0, "edit_calls": 0, "edit_seconds": 0.0, "mom2_seconds": 0.0, "template_seconds": 0.0,
+                       "z_seconds": 0.0}
+        self.last_edit: dict = {}
+
+    @contextmanager
+    def edit(self, lm, requests: list[EditRequest]):
+        requests = [requests] if isinstance(requests, EditRequest) else list(requests)
+        layers = ru.check_layers(lm, self.layers, self.name)
+        names = [ru.down_proj_weight_name(lm.model, layer) for layer in layers]
+        with restoring(lm.model, names):
+            self.apply_edits(lm, requests, layers)
+            yield lm
+
+    def apply_edits(self, lm, requests: list[EditRequest], layers: list[int] | None = None) -> None:
+        """Write `requests` jointly into the weights in place (no restore; `edit` restores)."""
+        layers = layers or ru.check_layers(lm, self.layers, self.name)
+        if not requests:
+            return
+        start = time.perf_counter()
+        t = time.perf_counter()
+        groups = ru.context_templates(lm, self.context_template_length_params, self.template_seed)
+        flat = [x for g in groups for x in g]
+        self._stats["template_seconds"] += time.perf_counter() - t
+        if self.mom2_adjustment:
+            t = time.perf_counter()
+            covs = ru.second_moments(lm, layers, self.mom2_n_samples, self.mom2_max_length, self.mom2_cache_on_disk)
+            self._stats["mom2_seconds"] += time.perf_counter() - t
+        else:
+            d = ru.down_proj(lm.model, layers[0]).in_features
+            covs = {layer: torch.eye(d, device=lm.device) for layer in layers}
+
+        # z at the last edited layer, one optimization per request (compute_z.py).
+        t = time.perf_counter()
+        blocks = ru.decoder_layers(lm.model)
+        z_block = blocks[layers[-1]]
+        hp = ru.ValueSettings(self.v_num_grad_steps, self.v_lr, self.v_weight_decay, self.kl_factor,
+                              self.clamp_norm_factor)
+        zs, infos = [], []
+        for request in requests:
+            info = {"target_new": request.target_new}
+            v_init, delta = ru.optimize_value(lm, z_block, request, flat, hp, stats=info)
+            zs.append(v_init + delta)
+            infos.append(info)
+        zs = torch.stack(zs, dim=1)  # [hidden, n]
+        self._stats["z_seconds"] += time.perf_counter() - t
+
+        plain = [ru.template_prompts(lm.tokenizer, ["{}"], r.prompt, r.subject)[0] for r in requests]
+        per_layer = []
+        for i, layer in enumerate(layers):
+            proj = ru.down_proj(lm.model, layer)
+            keys = torch.stack([ru.mean_key(lm, layer, groups, r.prompt, r.subject) for r in requests], dim=1)
+            _, cur = ru.io_at(lm, z_block, plain)  # [n, hidden] under the weights updated so far
+            targets = zs - cur.T
+            resid = targets / (len(layers) - i)  # spread the residual over the remaining layers
+            upd = ru.memit_update(keys, resid, covs[layer], self.mom2_update_weight)
+            with torch.no_grad():
+                proj.weight.add_(upd.to(proj.weight.dtype))
+            per_layer.append({"layer": layer, "z_error": float(targets.norm(dim=0).mean()),
+                              "update_norm": float(upd.norm())})
+        self.last_edit = {"requests": infos, "layers": per_layer}
+        self._stats["edits"] += len(requests)
+        self._stats["edit_calls"] += 1
+        self._stats["edit_seconds"] += time.perf_counter() - start
+
+    def describe(self) -> dict:
+        s = dict(self._stats)
+        if s["edits"]:
+            s["edits_per_second"] = s["edits"] / s["edit_seconds"] if s["edit_seconds"] else None
+        return s

@@ -1,0 +1,377 @@
+"""Shared loop and scoring of the knowledge-editing tasks (zsRE family: zsre, bizsre, mzsre).
+
+One case = a block per language with `subject, src, rephrase, alt, loc, loc_ans` and an optional
+`portability {"New Question", "New Answer"}` (EasyEdit / X-KDE format). For every edit language
+e and test language t (a "direction" e_t): the edit writes `src_e -> alt_e` (subject `subject_e`)
+and the edited model is probed in language t:
+
+  reliability  src_t      -> alt_t
+  generality   rephrase_t -> alt_t
+  portability  New Question_t -> New Answer_t
+  locality     loc_t      -> loc_ans_t: the model's answer must not change
+
+Each probe is scored by the metrics in `metrics`:
+  token_acc    teacher-forced argmax accuracy over the target tokens of `prompt + " " + target`
+               (EasyEdit test_prediction_acc, X-KDE icl_lm_eval); for locality, the fraction of
+               those argmax tokens that agree before and after the edit (EasyEdit locality).
+  exact_match, token_f1
+               on the greedy generation (first line, at most `max_new_tokens`) against the target
+               (Bi-ZsRE's evaluation, SQuAD normalization; CJK/Thai scored per character); for
+               locality, the generation after the edit against the one before it.
+
+Metric names: `{e}_{t}/{probe}/{metric}` per direction and `{probe}/{metric}` averaged over the
+directions. The edit is undone after each case (single edits, as EasyEdit's zsRE runs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from tqdm.auto import tqdm
+
+from llmlab.errors import UserError, require
+from llmlab.generation import greedy_generate
+from llmlab.methods.editing.base import EditRequest, prompt_target_ids
+from llmlab.metrics.editing import (
+    exact_match_ml,
+    nanmean,
+    token_accuracy,
+    token_agreement,
+    token_f1_ml,
+)
+from llmlab.tasks.base import Scores, Task
+
+EDITING_METHODS = "ft, ft_m, rome, memit, ike"
+METRICS = ("token_acc", "exact_match", "token_f1")
+PROBES = ("reliability", "generality", "locality", "portability")
+BLOCK_KEYS = ("subject", "src", "rephrase", "alt", "loc", "loc_ans")
+
+METRIC_INFO = {
+    "token_acc": "teacher-forced argmax accuracy over the target tokens of prompt+' '+target "
+                 "(EasyEdit/X-KDE); locality: argmax-token agreement before vs after the edit",
+    "exact_match": "greedy generation (first line) vs target, normalized exact match (Bi-ZsRE); "
+                   "locality: generation after vs before the edit",
+    "token_f1": "greedy generation (first line) vs target, bag-of-tokens F1, CJK/Thai per character (Bi-ZsRE); "
+                "locality: generation after vs before the edit",
+}
+
+
+# -- method capability ----------------------------------------------------------------------------
+def editor_of(method, task: str):
+    """The method as an editor, or None for the unedited reference (`none`)."""
+    if getattr(method, "family", None) == "none" and getattr(method, "edit", None) is None:
+        return None
+    if getattr(method, "family", None) not in (None, "editing") and getattr(method, "edit", None) is None:
+        name = getattr(method, "name", type(method).__name__)
+        family = getattr(method, "family")
+        from llmlab.errors import CapabilityError
+
+        raise CapabilityError(
+            f"task {task} needs an editing method; {name} is a {family} method. "
+            f"Editing methods: {EDITING_METHODS} (or none for the unedited model). Choose one with method=<name>."
+        )
+    require(method, "edit", task=task, family="editing", examples=EDITING_METHODS)
+    return method
+
+
+@contextmanager
+def applied(editor, lm, requests: list[EditRequest], clock: dict | None = None):
+    """Apply the edits (no-op without an editor); `clock['edit_s']` accumulates the edit time."""
+    start = time.perf_counter()
+    if editor is None:
+        yield lm
+        return
+    with editor.edit(lm, requests) as edited:
+        if clock is not None:
+            clock["edit_s"] = clock.get("edit_s", 0.0) + time.perf_counter() - start
+            clock["edits"] = clock.get("edits", 0) + len(requests)
+        yield edited
+
+
+def prompt_under(editor, lm, query: str, requests: list[EditRequest]) -> str:
+    return query if editor is None else editor.prompt_for(lm, query, requests)
+
+
+# -- model probes ---------------------------------------------------------------------------------
+def pair_ids(lm, prompt: str, target: str, chat: bool) -> tuple[list[int], int]:
+    """Ids of prompt followed by target, and the prompt's length (chat: target after the template)."""
+    if chat and getattr(lm.tokenizer, "chat_template", None):
+        head = lm.encode(prompt, chat=True)
+        return head + lm.encode(target, add_special_tokens=False), len(head)
+    return prompt_target_ids(lm.tokenizer, prompt, target)
+
+
+@torch.no_grad()
+def argmax_on_target(lm, prompt: str, target: str, chat: bool = False) -> tuple[list[int], list[int]]:
+    """Teacher-forced argmax predictions at the target positions, and the gold target ids."""
+    ids, n = pair_ids(lm, prompt, target, chat)
+    ids = ids[-lm.max_length:] if len(ids) > lm.max_length else ids
+    n = min(n, len(ids))
+    if n == 0 or n >= len(ids):
+        return [], []
+    logits = lm.model(input_ids=torch.tensor([ids], device=lm.device)).logits[0]
+    predicted = logits[n - 1:-1].argmax(-1).tolist()
+    return predicted, ids[n:]
+
+
+def generate_answer(lm, prompt: str, chat: bool = False, max_new_tokens: int = 32) -> str:
+    """Greedy continuation of `prompt`, cut at the first newline, stripped."""
+    ids = lm.encode(prompt, chat=chat)
+    ids = ids[-lm.max_length:]
+    out = greedy_generate(lm, ids, max_new_tokens, stop_strings=("\n",))[0]
+    text = lm.decode(out)
+    return text.strip().split("\n")[0].strip()
+
+
+# -- data -----------------------------------------------------------------------------------------
+def read_json_data(task: str, data_path: str | None, hub_id: str | None, hub_file: str | None,
+                   default_file: str | None = None) -> Any:
+    """Parsed JSON from `data_path` (a file, or a directory holding `hub_file`/`default_file`) or,
+    only when asked, from the `hub_id` dataset repository's `hub_file`."""
+    filename = hub_file or default_file
+    if data_path:
+        path = Path(str(data_path)).expanduser()
+        if path.is_dir():
+            if not filename:
+                raise UserError(f"{task}: task.data_path={path} is a directory; point it at the JSON file itself.")
+            path = path / filename
+        if not path.exists():
+            raise UserError(f"{task}: the data file {path} does not exist. Set task.data_path=/path/to/"
+                            f"{filename or 'file.json'} (the original file, unmodified).")
+    elif hub_id:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(repo_id=hub_id, filename=filename, repo_type="dataset"))
+        except Exception as err:  # offline, missing repo or file
+            raise UserError(
+                f"{task}: could not fetch {filename!r} from the hub dataset {hub_id!r} ({type(err).__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else ''}). The hub may be offline here; download the file "
+                f"and set task.data_path=/path/to/{filename}."
+            ) from err
+    else:
+        raise UserError(f"{task}: no data given. Set task.data_path=/path/to/{filename or 'file.json'} "
+                        f"(the benchmark's original JSON file), or task.hub_id=<dataset repo> to fetch it from the hub.")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as err:
+        raise UserError(f"{task}: {path} is not valid JSON ({err}); expected the benchmark's original JSON file.") from err
+
+
+@dataclass
+class Block:
+    """One language's view of a zsRE-style case."""
+
+    subject: str
+    src: str
+    rephrase: str
+    alt: str
+    loc: str
+    loc_ans: str
+    portability: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _text(value, task: str, where: str, key: str) -> str:
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        value = value[0]  # some zsRE dumps keep answers as lists
+    if not isinstance(value, str):
+        raise UserError(f"{task}: {where}: key {key!r} should be a string, got {type(value).__name__} ({value!r:.80}).")
+    return value
+
+
+def parse_block(raw, task: str, where: str) -> Block:
+    """A language block of the EasyEdit/X-KDE zsRE format; clear errors name the record and key."""
+    if not isinstance(raw, dict):
+        raise UserError(f"{task}: {where} should be an object with keys {', '.join(BLOCK_KEYS)}; "
+                        f"got {type(raw).__name__}.")
+    missing = [k for k in BLOCK_KEYS if k not in raw]
+    if missing:
+        raise UserError(f"{task}: {where} lacks key(s) {', '.join(map(repr, missing))} (it has "
+                        f"{', '.join(map(repr, raw))}); every case needs {', '.join(BLOCK_KEYS)} "
+                        f"and may have portability.")
+    values = {k: _text(raw[k], task, where, k) for k in BLOCK_KEYS}
+    port = raw.get("portability")
+    items = [] if port in (None, {}, []) else (port if isinstance(port, list) else [port])
+    pairs = []
+    for j, item in enumerate(items):
+        if not isinstance(item, dict) or "New Question" not in item or "New Answer" not in item:
+            raise UserError(f"{task}: {where}: portability[{j}] should be an object with 'New Question' and "
+                            f"'New Answer'; got {item!r:.120}.")
+        pairs.append((_text(item["New Question"], task, where, "portability.New Question"),
+                      _text(item["New Answer"], task, where, "portability.New Answer")))
+    return Block(portability=pairs, **values)
+
+
+def request_from(block: Block, case_id: int, lang: str) -> EditRequest:
+    return EditRequest(prompt=block.src, subject=block.subject, target_new=block.alt,
+                       extra={"case_id": case_id, "lang": lang, "rephrase": block.rephrase,
+                              "loc": block.loc, "loc_ans": block.loc_ans})
+
+
+def as_list(value) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+# -- the shared task ------------------------------------------------------------------------------
+@dataclass
+class ZsreStyleTask(Task):
+    """Edit in each `edit_lang`, test in each `test_lang`, one edit at a time, restored after each case."""
+
+    name: ClassVar[str] = "zsre-style"
+    default_file: ClassVar[str | None] = None
+
+    data_path: str | None = None
+    hub_id: str | None = None
+    hub_file: str | None = None
+    edit_lang: Any = "en"
+    test_lang: Any = "en"
+    metrics: list[str] = field(default_factory=lambda: list(METRICS))
+    chat: bool = False  # wrap prompts in the model's chat template (X-KDE does for chat models; EasyEdit does not)
+    max_new_tokens: int = 32  # generation budget for exact_match / token_f1
+    demo_pool: bool = True  # offer the other cases to the editor as IKE's demonstration pool
+
+    def __post_init__(self):
+        self.metrics = as_list(self.metrics)
+        bad = [m for m in self.metrics if m not in METRICS]
+        if bad or not self.metrics:
+            raise UserError(f"{self.name}: task.metrics must be a non-empty subset of {list(METRICS)}; got {self.metrics}.")
+
+    # subclasses: the cases, each {lang: Block}
+    def load_cases(self) -> list[dict[str, Block]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def directions(self, cases) -> list[tuple[str, str]]:
+        edit_langs, test_langs = as_list(self.edit_lang), as_list(self.test_lang)
+        have = set(cases[0]) if cases else set()
+        for lang in edit_langs + test_langs:
+            if lang not in have:
+                raise UserError(f"{self.name}: language {lang!r} is not in the data (its cases have "
+                                f"{', '.join(sorted(have))}); set task.edit_lang / task.test_lang to those.")
+        return [(e, t) for e in edit_langs for t in test_langs]
+
+    def evaluate(self, lm, method, ctx) -> Scores:
+        editor = editor_of(method, self.name)
+        cases = self.load_cases()
+        directions = self.directions(cases)
+        selected = cases[: ctx.limit] if ctx.limit else cases
+        values: dict[str, list[float]] = defaultdict(list)
+        predictions: list[dict] = []
+        clock: dict = {}
+        for edit_lang in dict.fromkeys(e for e, _ in directions):
+            test_langs = [t for e, t in directions if e == edit_lang]
+            if editor is not None and self.demo_pool:
+                with ctx.timer("demonstrations"):
+                    editor.prepare_demonstrations(lm, [request_from(c[edit_lang], i, edit_lang)
+                                                       for i, c in enumerate(cases)])
+            for i, case in enumerate(tqdm(selected, desc=f"{self.name} edit {edit_lang}", leave=False)):
+                request = request_from(case[edit_lang], i, edit_lang)
+                before = {t: self.locality_before(lm, case[t]) for t in test_langs} if editor else {}
+                with applied(editor, lm, [request], clock) as edited:
+                    for t in test_langs:
+                        record = self.probe(edited, editor, [request], case[t], before.get(t))
+                        key = f"{edit_lang}_{t}"
+                        for probe, scores in record.items():
+                            for metric in self.metrics:
+                                if metric in scores:
+                                    values[f"{key}/{probe}/{metric}"].append(scores[metric])
+                        predictions.append({"case": i, "edit_lang": edit_lang, "test_lang": t,
+                                            "edit": {"prompt": request.prompt, "target_new": request.target_new},
+                                            **record})
+        metrics = {name: nanmean(v) for name, v in values.items()}
+        for probe in PROBES:
+            for metric in self.metrics:
+                per_direction = [metrics.get(f"{e}_{t}/{probe}/{metric}") for e, t in directions]
+                per_direction = [v for v in per_direction if v is not None and not math.isnan(v)]
+                if per_direction:
+                    metrics[f"{probe}/{metric}"] = sum(per_direction) / len(per_direction)
+        if clock.get("edits"):
+            ctx.extra["edits"] = clock["edits"]
+            ctx.extra["edit_seconds"] = round(clock["edit_s"], 3)
+            ctx.extra["edits_per_second"] = clock["edits"] / clock["edit_s"] if clock["edit_s"] else math.inf
+        main = f"reliability/{self.metrics[0]}"
+        info = {"directions": [f"{e}_{t}" for e, t in directions], "cases": len(selected), "chat": self.chat,
+                "metrics": {m: METRIC_INFO[m] for m in self.metrics}}
+        return Scores(metrics=metrics, predictions=predictions, main_metric=main, info=info)
+
+    # -- per case ---------------------------------------------------------------------------------
+    def locality_before(self, lm, block: Block) -> dict:
+        """The unedited model's answer to the locality prompt (argmax tokens and/or generation)."""
+        out: dict = {}
+        if "token_acc" in self.metrics:
+            out["tokens"], _ = argmax_on_target(lm, block.loc, block.loc_ans, self.chat)
+        if {"exact_match", "token_f1"} & set(self.metrics):
+            out["generation"] = generate_answer(lm, block.loc, self.chat, self.max_new_tokens)
+        return out
+
+    def score_target(self, lm, editor, requests, query: str, target: str) -> dict:
+        prompt = prompt_under(editor, lm, query, requests)
+        out: dict = {"query": query, "target": target}
+        if "token_acc" in self.metrics:
+            predicted, gold = argmax_on_target(lm, prompt, target, self.chat)
+            out["token_acc"] = token_accuracy(predicted, gold)
+            out["argmax"] = lm.decode(predicted)
+        if {"exact_match", "token_f1"} & set(self.metrics):
+            generation = generate_answer(lm, prompt, self.chat, self.max_new_tokens)
+            out["generation"] = generation
+            out["exact_match"] = exact_match_ml(generation, target)
+            out["token_f1"] = token_f1_ml(generation, target)
+        return out
+
+    def probe(self, lm, editor, requests, block: Block, before: dict | None) -> dict:
+        record = {
+            "reliability": self.score_target(lm, editor, requests, block.src, block.alt),
+            "generality": self.score_target(lm, editor, requests, block.rephrase, block.alt),
+            "locality": self.locality_after(lm, editor, requests, block, before),
+        }
+        if block.portability:
+            items = [self.score_target(lm, editor, requests, q, a) for q, a in block.portability]
+            port = {m: nanmean([it[m] for it in items]) for m in self.metrics}
+            port["items"] = items
+            record["portability"] = port
+        return record
+
+    def locality_after(self, lm, editor, requests, block: Block, before: dict | None) -> dict:
+        out: dict = {"query": block.loc, "target": block.loc_ans}
+        if editor is None:  # unedited: the answer cannot have changed
+            for metric in self.metrics:
+                out[metric] = 1.0
+            return out
+        prompt = prompt_under(editor, lm, block.loc, requests)
+        if "token_acc" in self.metrics:
+            after, _ = argmax_on_target(lm, prompt, block.loc_ans, self.chat)
+            n = min(len(after), len(before["tokens"]))  # the same target, tokenized after different prompts
+            out["token_acc"] = token_agreement(before["tokens"][:n], after[:n])
+            out["argmax_before"], out["argmax_after"] = lm.decode(before["tokens"]), lm.decode(after)
+        if {"exact_match", "token_f1"} & set(self.metrics):
+            generation = generate_answer(lm, prompt, self.chat, self.max_new_tokens)
+            out["generation_before"], out["generation"] = before["generation"], generation
+            out["exact_match"] = exact_match_ml(generation, before["generation"])
+            out["token_f1"] = token_f1_ml(generation, before["generation"])
+        return out
+
+
+def parse_zsre_cases(data, task: str, languages: list[str] | None = None) -> list[dict[str, Block]]:
+    """Cross-lingual cases `[{lang: block, ...}, ...]` (Bi-ZsRE, MzsRE); `languages` must all be present."""
+    if not isinstance(data, list):
+        raise UserError(f"{task}: expected a JSON list of cases, got {type(data).__name__}.")
+    cases = []
+    for i, raw in enumerate(data):
+        if not isinstance(raw, dict) or not raw:
+            raise UserError(f"{task}: record {i} should be an object with one block per language "
+                            f"(e.g. {{'en': {{...}}, 'zh': {{...}}}}); got {raw!r:.120}.")
+        for lang in languages or []:
+            if lang not in raw:
+                raise UserError(f"{task}: record {i} has no {lang!r} block (it has {', '.join(map(repr, raw))}).")
+        cases.append({lang: parse_block(block, task, f"record {i} ({lang!r})") for lang, block in raw.items()})
+    return cases

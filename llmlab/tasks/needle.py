@@ -1,0 +1,155 @@
+"""Needle in a haystack: retrieve one sentence hidden at a depth of a long context.
+
+For each context length L (tokens of haystack) and depth d (percent), the needle is inserted
+into the first L haystack tokens at the sentence boundary at or before d% of them; the model
+answers the question greedily and the answer is scored against the needle by ROUGE-1 F
+(KVCache-Factory / LLMTest_NeedleInAHaystack score the same way, on a 0-10 scale: ours is
+0-100). A heatmap (depth × length) is saved beside the results.
+
+Haystack: the `.txt` files of `haystack_dir` (sorted, concatenated; the standard one is Paul
+Graham's essays), or, when none is given, the docstrings of Python's standard library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from tqdm.auto import tqdm
+
+from llmlab.errors import UserError
+from llmlab.generation import greedy_generate
+from llmlab.metrics.text import rouge_n_f
+from llmlab.tasks.base import Scores, Task
+
+# LLMTest_NeedleInAHaystack's default needle and question (also KVCache-Factory's)
+NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."
+QUESTION = "What is the best thing to do in San Francisco?"
+
+
+@dataclass
+class Needle(Task):
+    name: ClassVar[str] = "needle"
+
+    context_lengths: list[int] = field(default_factory=lambda: [512, 1024, 2048])
+    depths: list[float] = field(default_factory=lambda: [0, 25, 50, 75, 100])  # percent of the context
+    needle: str = NEEDLE
+    question: str = QUESTION
+    haystack_dir: str | None = None  # directory of .txt files; None: the standard library's docstrings
+    template: str = ("{context}\n\nBased on the text above, answer the question. {question} "
+                     "Answer in one sentence.")
+    answer_prefix: str = ""  # text appended after the prompt (inside the assistant turn when chat)
+    chat: bool | None = None  # None: use the chat template when the model spec says chat: true
+    max_new_tokens: int = 40
+    heatmap: bool = True
+
+    def haystack(self) -> str:
+        if not self.haystack_dir:
+            from llmlab.corpus import stdlib_text
+
+            return stdlib_text()
+        root = Path(self.haystack_dir).expanduser()
+        files = sorted(root.glob("*.txt")) if root.is_dir() else []
+        if not files:
+            raise UserError(
+                f"needle: no .txt files in task.haystack_dir={root} "
+                f"({'not a directory' if not root.is_dir() else 'empty'}). Give a directory of .txt files "
+                f"(e.g. Paul Graham's essays) or leave haystack_dir=null to use the standard library's docstrings."
+            )
+        return "\n\n".join(f.read_text(encoding="utf-8", errors="replace") for f in files)
+
+    def build_prompt(self, lm, hay_ids: list[int], length: int, depth: float) -> tuple[list[int], int]:
+        """Prompt ids for one cell, and the token offset where the needle went."""
+        tok = lm.tokenizer
+        context = list(hay_ids[:length])
+        cut = int(len(context) * depth / 100)
+        # move back to just after a sentence end so the needle does not split a sentence
+        text_before = tok.decode(context[:cut])
+        boundary = max(text_before.rfind(". "), text_before.rfind(".\n"))
+        if 0 < cut < len(context) and boundary > 0:
+            text_before = text_before[: boundary + 1]
+        text_after = tok.decode(context[cut:]) if cut < len(context) else ""
+        context_text = f"{text_before} {self.needle} {text_after}".strip()
+        prompt = self.template.format(context=context_text, question=self.question)
+        chat = lm.spec.get("chat", False) if self.chat is None else self.chat
+        ids = lm.encode(prompt, chat=chat)
+        if self.answer_prefix:
+            ids = ids + lm.encode(self.answer_prefix, add_special_tokens=False)
+        return ids, len(tok(text_before, add_special_tokens=False)["input_ids"])
+
+    def evaluate(self, lm, method, ctx) -> Scores:
+        hay = self.haystack()
+        hay_ids = lm.tokenizer(hay, add_special_tokens=False)["input_ids"]
+        longest = max(self.context_lengths)
+        while len(hay_ids) < longest:  # repeat a short haystack
+            hay_ids = hay_ids + hay_ids
+        cells = [(L, d) for L in self.context_lengths for d in self.depths]
+        if ctx.limit:
+            cells = cells[: int(ctx.limit)]
+        predictions, kv = [], []
+        for length, depth in tqdm(cells, desc="needle", unit="cell"):
+            ids, offset = self.build_prompt(lm, hay_ids, length, depth)
+            with method.apply(lm):
+                out = greedy_generate(lm, ids, self.max_new_tokens)[0]
+            stats = method.kv_stats() if hasattr(method, "kv_stats") else None
+            if stats:
+                kv.append(stats)
+            answer = lm.decode(out).strip()
+            score = 100 * rouge_n_f(answer, self.needle, 1)
+            predictions.append({"context_length": length, "depth": depth, "prompt_tokens": len(ids),
+                                "needle_token_offset": offset, "prediction": answer, "rouge1_f": score,
+                                **({"kv_bytes": stats["kv_bytes"], "kv_bytes_full": stats["kv_bytes_full"]} if stats else {})})
+        metrics = {"rouge1_f": _mean(p["rouge1_f"] for p in predictions)}
+        for length in self.context_lengths:
+            cell = [p["rouge1_f"] for p in predictions if p["context_length"] == length]
+            if cell:
+                metrics[f"rouge1_f@{length}"] = _mean(cell)
+        if kv:
+            held, full = sum(s["kv_bytes"] for s in kv), sum(s["kv_bytes_full"] for s in kv)
+            ctx.extra["kv_bytes_mean"] = held / len(kv)
+            ctx.extra["kv_bytes_full_mean"] = full / len(kv)
+            ctx.extra["kv_summary"] = f"KV held {held / len(kv) / 2**20:.2f} MiB vs full {full / len(kv) / 2**20:.2f} MiB per prompt ({held / max(full, 1):.1%})"
+            metrics["kv_fraction_held"] = held / max(full, 1)
+        if self.heatmap and predictions:
+            ctx.add_artifact(plot_heatmap(predictions, ctx.path("needle_heatmap.png"),
+                                          title=f"{getattr(method, 'name', 'method')} · {lm.name}"))
+        return Scores(metrics=metrics, predictions=predictions, main_metric="rouge1_f",
+                      info={"score": "ROUGE-1 F of answer vs needle, x100", "cells": len(predictions),
+                            "haystack": self.haystack_dir or "python stdlib docstrings"})
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def plot_heatmap(predictions: list[dict], path: Path, title: str = "") -> Path:
+    """Depth (rows) × context length (columns) heatmap of the per-cell score."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    lengths = sorted({p["context_length"] for p in predictions})
+    depths = sorted({p["depth"] for p in predictions})
+    grid = np.full((len(depths), len(lengths)), np.nan)
+    for p in predictions:
+        grid[depths.index(p["depth"]), lengths.index(p["context_length"])] = p["rouge1_f"]
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(lengths), 1.2 + 0.5 * len(depths)))
+    im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(lengths)), [str(x) for x in lengths])
+    ax.set_yticks(range(len(depths)), [f"{d:g}%" for d in depths])
+    ax.set_xlabel("context length (tokens)")
+    ax.set_ylabel("needle depth")
+    for i in range(len(depths)):
+        for j in range(len(lengths)):
+            if not np.isnan(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8)
+    ax.set_title(title or "needle retrieval (ROUGE-1 F x100)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,95 @@
+"""Weights & Biases mirroring of a job. Local files are the source of truth.
+
+One W&B run per job, grouped by experiment (or sweep). Offline unless the user turns it
+online (WANDB_MODE=online or logger.mode=online). Every W&B call is guarded: a failure (no
+network, no auth, a bug) warns once and never costs the local results; a failed online
+start falls back to offline and says how to upload later (`wandb sync`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+class Tracker:
+    def __init__(self, run=None):
+        self.run = run
+
+    def log_results(self, results: dict, predictions: list[dict], artifacts: list[Path]) -> None:
+        if self.run is None:
+            return
+        try:
+            import wandb
+
+            self.run.summary.update({f"metrics/{k}": v for k, v in results["metrics"].items()})
+            self.run.summary.update({f"timings/{k}": v for k, v in results["timings_s"].items()})
+            self.run.summary.update({f"memory/{k}": v for k, v in results["memory"].items()})
+            self.run.summary["signature"] = results["signature"]
+            if predictions:
+                columns = sorted({k for p in predictions for k in p})
+                table = wandb.Table(columns=columns)
+                for p in predictions:
+                    table.add_data(*[_cell(p.get(c)) for c in columns])
+                self.run.log({"predictions": table})
+            for path in artifacts:
+                if Path(path).suffix.lower() == ".png" and Path(path).exists():
+                    self.run.log({Path(path).stem: wandb.Image(str(path))})
+        except Exception as err:  # never lose local results to W&B
+            _warn(f"W&B logging failed ({err}); local results are complete.")
+
+    def finish(self, failed: bool = False) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.finish(exit_code=1 if failed else 0)
+        except Exception as err:
+            _warn(f"W&B finish failed ({err}).")
+
+
+def _cell(value):
+    if isinstance(value, (int, float, str, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def _warn(msg: str) -> None:
+    log.warning(msg)
+    warnings.warn(msg, stacklevel=2)
+
+
+def start(logger_cfg: dict, config: dict, name: str, group: str | None, out_dir: Path) -> Tracker:
+    """Start one W&B run for a job (or a no-op Tracker for logger=none or on failure)."""
+    if not logger_cfg or logger_cfg.get("name") != "wandb":
+        return Tracker(None)
+    mode = logger_cfg.get("mode") or "offline"
+    if mode == "disabled":
+        return Tracker(None)
+    try:
+        import wandb
+    except ImportError:
+        _warn("logger=wandb but wandb is not installed; logging nothing (pip install wandb).")
+        return Tracker(None)
+    wandb_dir = Path(logger_cfg.get("dir") or out_dir)
+    wandb_dir.mkdir(parents=True, exist_ok=True)
+    kwargs = dict(project=logger_cfg.get("project", "llmlab"), entity=logger_cfg.get("entity"), name=name,
+                  group=group, config=config, dir=str(wandb_dir), tags=list(logger_cfg.get("tags") or []),
+                  reinit="finish_previous")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        return Tracker(wandb.init(mode=mode, **kwargs))
+    except Exception as err:
+        if mode == "online":
+            try:
+                run = wandb.init(mode="offline", **kwargs)
+                _warn(f"W&B online start failed ({err}); logging offline instead. Upload later with "
+                      f"`wandb sync {wandb_dir / 'wandb'}/offline-run-*`.")
+                return Tracker(run)
+            except Exception as err2:
+                err = err2
+        _warn(f"W&B could not start ({err}); logging nothing, local results are complete.")
+        return Tracker(None)

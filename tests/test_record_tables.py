@@ -1,0 +1,69 @@
+import json
+
+from llmlab import record, tables
+
+
+def _result(method, kv, metrics, exp="demo", finished="2026-01-01T00:00:00", status="complete"):
+    return {"status": status, "signature": f"{method}{kv}", "experiment_name": exp,
+            "choices": {"method": method, "model": "m"}, "config": {"method": {"kv_size": kv}},
+            "metrics": metrics, "finished": finished}
+
+
+def test_signature_ignores_logger_and_paths():
+    a = {"model": {"name": "x"}, "method": {"k": 1}, "task": {}, "seed": 0, "limit": 2, "logger": {"name": "wandb"},
+         "output_root": "a"}
+    b = dict(a, logger={"name": "none"}, output_root="b")
+    c = dict(a, seed=1)
+    assert record.signature(a) == record.signature(b)
+    assert record.signature(a) != record.signature(c)
+
+
+def test_atomic_write_and_incomplete_results_are_ignored(tmp_path):
+    record.write_json(tmp_path / "a" / "results.json", _result("snapkv", 64, {"avg": 1.0}))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "results.json").write_text('{"status": "complete", "metr')  # corrupt (killed mid-write)
+    record.write_json(tmp_path / "c" / "results.json", _result("h2o", 64, {"avg": 2.0}, status="failed"))
+    found = [p.parent.name for p, _ in record.iter_results(tmp_path)]
+    assert found == ["a"]
+    assert not list(tmp_path.rglob(".results.json.*"))  # no temp files left behind
+    assert record.find_complete("snapkv64", tmp_path) == tmp_path / "a" / "results.json"
+    assert record.find_complete("h2o64", tmp_path) is None
+
+
+def test_table_missing_cells_reported_and_delta(tmp_path):
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text(
+        "experiment_name: demo\n"
+        "table:\n  rows: method\n  columns: {by: method.kv_size, metric: avg}\n  format: '.1f'\n"
+        "  reported:\n    snapkv: {'64': 40.0}\n"
+        "  plot: {x: method.kv_size, y: avg, line: method}\n")
+    root = tmp_path / "outputs"
+    record.write_json(root / "1" / "results.json", _result("snapkv", 64, {"avg": 41.5}))
+    record.write_json(root / "2" / "results.json", _result("snapkv", 128, {"avg": 43.0}))
+    record.write_json(root / "3" / "results.json", _result("h2o", 64, {"avg": 30.0}))
+    record.write_json(root / "4" / "results.json", _result("h2o", 64, {"avg": 99.0}, exp="other"))
+    md, files = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert "41.5 (paper 40.0, Δ +1.5)" in lines["snapkv"]
+    assert "43.0" in lines["snapkv"]
+    # h2o has no 128 result: shown as missing, never as zero; the other experiment's 99.0 is not read
+    assert lines["h2o"].rstrip(" |").endswith("–")
+    assert "99.0" not in md and lines["h2o"].split("|")[2].strip() == "30.0"
+    csv_text = (tmp_path / "t" / "demo.csv").read_text()
+    assert "snapkv,64,41.5,40.0,1.5" in csv_text
+    assert (tmp_path / "t" / "demo.tex").read_text().count("\\begin{tabular}") == 1
+    assert (tmp_path / "t" / "demo.png").stat().st_size > 1000
+
+
+def test_table_newest_result_wins_and_is_flagged(tmp_path):
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text("experiment_name: demo\ntable:\n  rows: method\n  columns: [avg]\n")
+    root = tmp_path / "outputs"
+    record.write_json(root / "machine_a" / "results.json", _result("snapkv", 64, {"avg": 1.0}, finished="2026-01-01T00:00:00"))
+    record.write_json(root / "machine_b" / "results.json", _result("snapkv", 64, {"avg": 2.0}, finished="2026-01-02T00:00:00"))
+    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    assert "| snapkv | 2.00 |" in md
+    assert "1 cells had several results" in md
+    json.loads((root / "machine_a" / "results.json").read_text())  # nothing was overwritten
