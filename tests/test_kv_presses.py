@@ -189,11 +189,17 @@ def test_dynamickv_allocation_by_hand():
     pooled = torch.zeros(4, 1, 1, 10)
     pooled[0] = 1.0
     assert allocate_budgets(pooled, base=2, budget_size=10, num_layers=4, final=True) == [8, 0, 0, 0]
-    # equal scores everywhere: equal shares of the whole budget
-    pooled = torch.ones(4, 1, 2, 10)
-    assert allocate_budgets(pooled, base=3, budget_size=30, num_layers=4, final=True) == [3, 3, 3, 3]
-    # intermediate (4 of 8 layers seen): the seen layers share the whole model's budget (not pro-rated)
-    assert allocate_budgets(pooled, base=3, budget_size=30, num_layers=8, final=False) == [6, 6, 6, 6]
+    # layers interleaved in rank (score = 4 * position + layer): the global top-24 (base 3 x 2 heads x
+    # 4 layers) has 6 entries per layer; counts // 4 layers = [1, 1, 1, 1]; at the last layer the
+    # official code tops the last count up to tk // num_layers = 6 -> [1, 1, 1, 3]; shares of
+    # budget_size 30 -> [5, 5, 5, 15], rescaled by 30 / 12 -> [2, 2, 2, 6]
+    position = torch.arange(10).view(1, 1, 1, 10)
+    layer = torch.arange(4).view(4, 1, 1, 1)
+    pooled = (4 * position + layer).float().expand(4, 1, 2, 10).contiguous()
+    assert allocate_budgets(pooled, base=3, budget_size=30, num_layers=4, final=True) == [2, 2, 2, 6]
+    # 4 of 8 layers seen: the seen layers share the whole model's budget 3 * 8 = 24 (not pro-rated);
+    # [7, 7, 7, 7] rescaled by 28 / 24 floors to 5 each (float floor division, as official), rest to the last
+    assert allocate_budgets(pooled, base=3, budget_size=30, num_layers=8, final=False) == [5, 5, 5, 9]
 
 
 @pytest.mark.parametrize("pooling", ["avg", "max"])

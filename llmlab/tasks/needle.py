@@ -42,6 +42,8 @@ class Needle(Task):
     answer_prefix: str = ""  # text appended after the prompt (inside the assistant turn when chat)
     chat: bool | None = None  # None: use the chat template when the model spec says chat: true
     max_new_tokens: int = 40
+    length_buffer: int = 0  # tokens of `length` left for the question and answer (KVCache-Factory: 200)
+    stop_at_newline: bool = False  # KVCache-Factory stops generation at a newline
     heatmap: bool = True
 
     def haystack(self) -> str:
@@ -59,24 +61,38 @@ class Needle(Task):
             )
         return "\n\n".join(f.read_text(encoding="utf-8", errors="replace") for f in files)
 
+    def period_ids(self, tok) -> set[int]:
+        """Token ids that end a sentence (their text ends with '.'), for needle placement."""
+        if not hasattr(self, "_period_ids"):
+            vocab = tok.get_vocab()
+            self._period_ids = {i for t, i in vocab.items() if t.endswith(".")}
+        return self._period_ids
+
     def build_prompt(self, lm, hay_ids: list[int], length: int, depth: float) -> tuple[list[int], int]:
-        """Prompt ids for one cell, and the token offset where the needle went."""
+        """Prompt ids for one cell, and the token offset where the needle went.
+
+        As LLMTest_NeedleInAHaystack / KVCache-Factory `insert_needle`: the context is `length`
+        minus `length_buffer` tokens including the needle; at depth 100 the needle goes last,
+        otherwise at depth% of the haystack tokens, moved back to just after a sentence end.
+        """
         tok = lm.tokenizer
-        context = list(hay_ids[:length])
-        cut = int(len(context) * depth / 100)
-        # move back to just after a sentence end so the needle does not split a sentence
-        text_before = tok.decode(context[:cut])
-        boundary = max(text_before.rfind(". "), text_before.rfind(".\n"))
-        if 0 < cut < len(context) and boundary > 0:
-            text_before = text_before[: boundary + 1]
-        text_after = tok.decode(context[cut:]) if cut < len(context) else ""
-        context_text = f"{text_before} {self.needle} {text_after}".strip()
+        needle_ids = tok(self.needle, add_special_tokens=False)["input_ids"]
+        budget = max(length - self.length_buffer - len(needle_ids), 1)
+        context = list(hay_ids[:budget])
+        if depth >= 100:
+            point = len(context)
+        else:
+            point = int(len(context) * depth / 100)
+            periods = self.period_ids(tok)
+            while point > 0 and context[point - 1] not in periods:
+                point -= 1
+        context_text = tok.decode(context[:point] + needle_ids + context[point:], skip_special_tokens=True)
         prompt = self.template.format(context=context_text, question=self.question)
         chat = lm.spec.get("chat", False) if self.chat is None else self.chat
         ids = lm.encode(prompt, chat=chat)
         if self.answer_prefix:
             ids = ids + lm.encode(self.answer_prefix, add_special_tokens=False)
-        return ids, len(tok(text_before, add_special_tokens=False)["input_ids"])
+        return ids, point
 
     def evaluate(self, lm, method, ctx) -> Scores:
         hay = self.haystack()
@@ -88,15 +104,16 @@ class Needle(Task):
         if ctx.limit:
             cells = cells[: int(ctx.limit)]
         predictions, kv = [], []
+        stop = set(lm.tokenizer("\n", add_special_tokens=False)["input_ids"][-1:]) if self.stop_at_newline else set()
         for length, depth in tqdm(cells, desc="needle", unit="cell"):
             ids, offset = self.build_prompt(lm, hay_ids, length, depth)
             with method.apply(lm):
-                out = greedy_generate(lm, ids, self.max_new_tokens)[0]
+                out = greedy_generate(lm, ids, self.max_new_tokens, stop_ids=stop)[0]
             stats = method.kv_stats() if hasattr(method, "kv_stats") else None
             if stats:
                 kv.append(stats)
             answer = lm.decode(out).strip()
-            score = 100 * rouge_n_f(answer, self.needle, 1)
+            score = 100 * rouge1_f(self.needle, answer)
             predictions.append({"context_length": length, "depth": depth, "prompt_tokens": len(ids),
                                 "needle_token_offset": offset, "prediction": answer, "rouge1_f": score,
                                 **({"kv_bytes": stats["kv_bytes"], "kv_bytes_full": stats["kv_bytes_full"]} if stats else {})})
@@ -115,8 +132,19 @@ class Needle(Task):
             ctx.add_artifact(plot_heatmap(predictions, ctx.path("needle_heatmap.png"),
                                           title=f"{getattr(method, 'name', 'method')} · {lm.name}"))
         return Scores(metrics=metrics, predictions=predictions, main_metric="rouge1_f",
-                      info={"score": "ROUGE-1 F of answer vs needle, x100", "cells": len(predictions),
+                      info={"score": "ROUGE-1 F (rouge-score, Porter stemmer) of answer vs needle, x100", "cells": len(predictions),
                             "haystack": self.haystack_dir or "python stdlib docstrings"})
+
+
+def rouge1_f(reference: str, prediction: str) -> float:
+    """ROUGE-1 F with Porter stemming (rouge-score, as KVCache-Factory); without it, unstemmed."""
+    if not prediction.strip():
+        return 0.0
+    try:
+        from rouge_score import rouge_scorer
+    except ImportError:  # pragma: no cover - rouge-score comes with lm-eval
+        return rouge_n_f(prediction, reference, 1)
+    return rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True).score(reference, prediction)["rouge1"].fmeasure
 
 
 def _mean(values) -> float:
