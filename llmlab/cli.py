@@ -54,52 +54,181 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(overrides: list[str]) -> int:
+    """`llmlab run`: one job, or a sweep with -m. Returns the exit status (0 ok, 1 a job failed, 2 bad input).
+
+    Hydra's own errors (an unknown config name, an unparsable override, a key that does not
+    exist, a value of the wrong type) come back as one paragraph naming the key and the valid
+    choices; HYDRA_FULL_ERROR=1 shows Hydra's full traceback instead.
+    """
     import hydra
     from omegaconf import DictConfig
 
     from llmlab import sweep
 
     status = {"code": 0}
-    sys.argv = ["llmlab"] + overrides
+    overrides = normalize_overrides(overrides)
+    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    saved_argv, sys.argv = sys.argv, ["llmlab"] + overrides
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
     def job(cfg: DictConfig) -> None:
         status["code"] = max(status["code"], run_job(cfg))
 
     sweep.LAST_SUMMARY = None
-    job()
+    sweep.CURRENT_SWEEP_DIR = None
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; we explain below
+    try:
+        job()
+    except Exception as err:
+        if full_error:
+            raise
+        return report_error(err, overrides)
+    finally:
+        sys.argv = saved_argv
+        os.environ["HYDRA_FULL_ERROR"] = "1" if full_error else "0"
     summary = sweep.LAST_SUMMARY
     if summary is not None and (summary["failed"] or summary["incomplete"]):
         return 1
     return status["code"]
 
 
-def run_job(cfg) -> int:
-    """One job under Hydra; returns its exit status. Errors are reported in one paragraph."""
-    import logging
+def normalize_overrides(overrides: list[str]) -> list[str]:
+    """`+rerun=true` (append) on a run setting that config.yaml already has means set it: `++rerun=true`."""
+    from omegaconf import OmegaConf
 
+    try:
+        settings = {k for k in OmegaConf.load(CONF_DIR / "config.yaml") if k not in ("defaults", "hydra")}
+    except Exception:  # pragma: no cover - a broken config.yaml is reported by Hydra itself
+        return overrides
+    out = []
+    for o in overrides:
+        key = o[1:].split("=", 1)[0]
+        out.append("+" + o if o.startswith("+") and not o.startswith("++") and "=" in o and key in settings else o)
+    return out
+
+
+def report_error(err: BaseException, overrides: list[str] = ()) -> int:
+    """Print an error raised by Hydra or a launcher as one paragraph on stderr; return the exit status."""
+    import traceback
+
+    from llmlab import record, sweep
+
+    text = explain_hydra_error(err, overrides)
+    if text is not None:
+        print(f"llmlab: {text}", file=sys.stderr, flush=True)
+        return 2
+    first = (str(err).strip().splitlines() or [""])[0]
+    sweep_dir = sweep.CURRENT_SWEEP_DIR
+    if sweep_dir is not None and Path(sweep_dir).exists():  # a launcher died mid-sweep (worker killed, node lost)
+        tb_path = Path(sweep_dir) / "sweep_traceback.txt"
+        record.atomic_write_text(tb_path, "".join(traceback.format_exception(type(err), err, err.__traceback__)))
+        summary, _ = sweep.summarize(sweep_dir)
+        print(f"llmlab: the sweep stopped early ({type(err).__name__}: {first}). Every finished job is kept; "
+              f"run the same command again to finish the rest (complete jobs are skipped). "
+              f"(traceback: {tb_path})\n{summary}", file=sys.stderr, flush=True)
+        return 1
+    print(f"llmlab: {type(err).__name__}: {first} (set HYDRA_FULL_ERROR=1 for the traceback)", file=sys.stderr,
+          flush=True)
+    return 1
+
+
+def explain_hydra_error(err: BaseException, overrides: list[str] = ()) -> str | None:
+    """One paragraph for a Hydra composition/override error; None for anything else."""
+    from hydra.errors import ConfigCompositionException, MissingConfigException, OverrideParseException
+    from omegaconf import DictConfig
+    from omegaconf.errors import ConfigKeyError, OmegaConfBaseException, ValidationError
+
+    if isinstance(err, MissingConfigException):
+        missing = err.missing_cfg_file or ""
+        group, _, choice = missing.rpartition("/")
+        if group and err.options:
+            listing = f" (`llmlab ls {group}` describes each)" if not group.startswith("hydra/") else ""
+            plus = "+" if any(o.startswith(f"+{group}=") for o in overrides) else ""
+            return (f"unknown {group} {choice!r}. Valid choices: {', '.join(err.options)}{listing}. "
+                    f"Set {plus}{group}=<choice>.")
+        if group:
+            return (f"there is no config {missing}.yaml (in {CONF_DIR} or the search path); "
+                    f"a config group takes one choice name, e.g. {group}=<name>.")
+        return _one_paragraph(str(err))
+    if isinstance(err, OverrideParseException):
+        return (f"could not parse the override {err.override!r} ({_one_paragraph(err.message)}). Overrides look "
+                f"like key=value, group=choice, +new.key=value or ++key=value; a sweep (with -m) is key=a,b,c; "
+                f"quote a value with spaces or brackets, e.g. 'task.question=\"a b\"' or 'task.depths=[0,50]'.")
+    if isinstance(err, ConfigCompositionException):
+        cause = err.__cause__
+        if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+            key = cause.full_key
+            parent = cause.parent_node
+            valid = [str(k) for k in parent.keys() if not str(k).startswith("_") and k != "hydra"] \
+                if isinstance(parent, DictConfig) else []
+            where = key.rsplit(".", 1)[0] if "." in key else "the top level"
+            msg = (cause.msg or str(cause)).splitlines()[0]
+            if isinstance(cause, (ConfigKeyError, AttributeError)) or "not in struct" in msg:
+                keys = f" Valid keys under {where}: {', '.join(valid)}." if valid else ""
+                return (f"{key}: there is no such setting.{keys} (A group choice is group=<name>; to add a new "
+                        f"key anyway, use +{key}=<value>.)")
+            if isinstance(cause, ValidationError):
+                return (f"{key}={cause.value!r} is not valid: {msg}. ({cause.object_type_str} declares {key} "
+                        f"with a fixed type; give a value of that type.)")
+            return f"{key}: {msg}"
+        text = str(err)
+        if "already at" in text and "++" in text:
+            key = text.split("already at", 1)[1].split("'")[1]
+            return (f"{key} already exists, so +{key}=... (append) does not apply: set it with {key}=<value> "
+                    f"(or ++{key}=<value>).")
+        return _one_paragraph(text)
+    return None
+
+
+def _one_paragraph(text: str) -> str:
+    """Hydra's multi-line message as one paragraph, without the search-path listing and doc links."""
+    lines = []
+    for line in str(text).splitlines():
+        if line.startswith("Config search path") or line.strip().startswith("provider="):
+            continue
+        if line.startswith("See https://hydra.cc") or not line.strip():
+            continue
+        lines.append(line.strip())
+    return " ".join(lines)
+
+
+def run_job(cfg) -> int:
+    """One job under Hydra; returns its exit status.
+
+    A failure prints one paragraph on stderr (the message; for an unexpected error its type);
+    the traceback goes to the job's log (job.log) and traceback.txt, and the sweep goes on.
+    """
     from hydra.core.hydra_config import HydraConfig
 
-    from llmlab import runner, sweep
+    from llmlab import runner
     from llmlab.errors import UserError
 
     try:
-        results = runner.run(cfg)
-        if results.get("skipped"):
-            out_dir = Path(HydraConfig.get().runtime.output_dir)
-            from llmlab import record
-
-            record.write_json(out_dir / sweep.SKIPPED, {"signature": results.get("signature"),
-                                                        "result": results.get("out_dir")})
+        runner.run(cfg)
         return 0
     except KeyboardInterrupt:
         raise
     except Exception as err:
-        logging.getLogger("llmlab").debug("job failed", exc_info=True)
+        _log_traceback(err)
         out = HydraConfig.get().runtime.output_dir
         kind = "" if isinstance(err, UserError) else f"{type(err).__name__}: "
-        print(f"llmlab: {kind}{err}\n(traceback: {out}/traceback.txt)", file=sys.stderr, flush=True)
+        print(f"llmlab: {kind}{err}\n(traceback: {out}/traceback.txt and job.log)", file=sys.stderr, flush=True)
         return 2 if isinstance(err, UserError) else 1
+
+
+def _log_traceback(err: BaseException) -> None:
+    """Write the traceback to the job's log files only (not the console)."""
+    import logging
+    import traceback
+
+    text = "".join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip()
+    entry = logging.LogRecord("llmlab", logging.ERROR, __file__, 0, "job failed:\n%s", (text,), None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            try:
+                handler.handle(entry)
+            except Exception:  # pragma: no cover - the log is a convenience; traceback.txt has it too
+                pass
 
 
 def describe(path: Path) -> str:

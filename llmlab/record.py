@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import resource
 import subprocess
 import sys
@@ -25,6 +26,7 @@ from typing import Any, Iterable
 RESULTS = "results.json"
 PREDICTIONS = "predictions.jsonl"
 FAILED = "failed.json"
+SKIPPED = "skipped.json"  # a job skipped because an earlier complete result has its signature
 # the config keys that decide a result; everything else (logger, output paths, hydra) does not
 SIGNATURE_KEYS = ("model", "method", "task", "seed", "limit", "dtype", "device")
 PACKAGES = ("torch", "transformers", "hydra-core", "omegaconf", "datasets", "trl", "accelerate", "wandb", "gguf")
@@ -97,9 +99,45 @@ def iter_results(root: Path) -> Iterable[tuple[Path, dict]]:
             yield path, data
 
 
+_HEAD_BYTES = 1024
+_HEAD_SIGNATURE = re.compile(r'"signature":\s*"([^"]*)"')
+
+
+def head_signature(path: Path) -> str | None:
+    """The signature a results.json announces in its first bytes ("" when its head does not say).
+
+    `build_results` writes `status` and `signature` first, so a scan over thousands of results
+    reads one small block of each instead of parsing every file; a match is then read in full.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_HEAD_BYTES).decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    match = _HEAD_SIGNATURE.search(head)
+    return match.group(1) if match else ""
+
+
 def find_complete(sig: str, root: Path) -> Path | None:
-    for path, data in iter_results(root):
-        if data.get("signature") == sig:
+    """The first complete results.json under `root` whose signature is `sig` (None: none).
+
+    Fast on large outputs trees: only each file's head is read until one announces `sig`;
+    that one must then parse as a complete result (a corrupt or partial file never counts).
+    """
+    root = Path(root)
+    if not root.exists():
+        return None
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        dirnames[:] = [d for d in dirnames if d != "wandb" and not d.startswith(".")]
+        if RESULTS not in filenames:
+            continue
+        path = Path(dirpath) / RESULTS
+        announced = head_signature(path)
+        if announced is None or announced not in ("", sig):
+            continue
+        data = read_results(path)
+        if data is not None and data.get("signature") == sig:
             return path
     return None
 
@@ -143,7 +181,7 @@ def peak_memory() -> dict[str, float]:
 def build_results(*, status: str, sig: str, config: dict, choices: dict, overrides: list[str], out_dir: Path,
                   metrics: dict | None = None, main_metric: str | None = None, info: dict | None = None,
                   extra: dict | None = None, timings: dict | None = None, method: dict | None = None,
-                  started: float | None = None, error: str | None = None) -> dict:
+                  started: float | None = None, error: str | None = None, runtime: dict | None = None) -> dict:
     return {
         "status": status,
         "signature": sig,
@@ -160,6 +198,7 @@ def build_results(*, status: str, sig: str, config: dict, choices: dict, overrid
         "git_sha": git_sha(),
         "packages": package_versions(),
         "host": platform.node(),
+        "runtime": runtime or {},
         "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started or time.time())),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "out_dir": str(out_dir),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -58,8 +57,13 @@ def _cell(value):
 
 
 def _warn(msg: str) -> None:
+    """One warning, one channel: the log (console + job.log under Hydra; stderr otherwise)."""
     log.warning(msg)
-    warnings.warn(msg, stacklevel=2)
+
+
+# once an online start has failed in this process (no network, no auth), later jobs of the sweep
+# go straight to offline instead of waiting for the same timeout again, and warn no more
+_ONLINE_FAILED = False
 
 
 def start(logger_cfg: dict, config: dict, name: str, group: str | None, out_dir: Path) -> Tracker:
@@ -80,16 +84,25 @@ def start(logger_cfg: dict, config: dict, name: str, group: str | None, out_dir:
                   group=group, config=config, dir=str(wandb_dir), tags=list(logger_cfg.get("tags") or []),
                   reinit="finish_previous")
     os.environ.setdefault("WANDB_SILENT", "true")
+    global _ONLINE_FAILED
+    if mode == "online" and _ONLINE_FAILED:
+        mode = "offline"
     try:
         return Tracker(wandb.init(mode=mode, **kwargs))
     except Exception as err:
         if mode == "online":
+            _ONLINE_FAILED = True
             try:
                 run = wandb.init(mode="offline", **kwargs)
-                _warn(f"W&B online start failed ({err}); logging offline instead. Upload later with "
-                      f"`wandb sync {wandb_dir / 'wandb'}/offline-run-*`.")
+                _warn(f"W&B online start failed ({_first_line(err)}); logging offline instead, local results are "
+                      f"unaffected. Upload later with `wandb sync {wandb_dir / 'wandb'}/offline-run-*`.")
                 return Tracker(run)
             except Exception as err2:
                 err = err2
-        _warn(f"W&B could not start ({err}); logging nothing, local results are complete.")
+        _warn(f"W&B could not start ({_first_line(err)}); logging nothing, local results are complete.")
         return Tracker(None)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__

@@ -319,3 +319,20 @@ def test_llmlab_run_bizsre_ft_end_to_end(bizsre_file, tmp_path):
     assert len(results) == 1
     data = json.loads(results[0].read_text())
     assert "en_zh/reliability/token_acc" in data["metrics"] and data["main_metric"] == "reliability/token_acc"
+
+
+def test_generate_answer_skips_leading_blank_lines(tiny_lm, monkeypatch):
+    """Base models often answer a raw question on the next line: the first non-empty line counts."""
+    import llmlab.tasks.editing as editing
+
+    tok = tiny_lm.tokenizer
+    chunks = [tok("\n", add_special_tokens=False)["input_ids"], tok("Paris\n", add_special_tokens=False)["input_ids"]]
+    calls = []
+
+    def fake(lm, ids, max_new_tokens, stop_ids=None, stop_strings=()):
+        calls.append((len(ids), max_new_tokens))
+        return [chunks[len(calls) - 1]]
+
+    monkeypatch.setattr(editing, "greedy_generate", fake)
+    assert editing.generate_answer(tiny_lm, "Capital of France?", max_new_tokens=16) == "Paris"
+    assert len(calls) == 2 and calls[1][1] == 16 - len(chunks[0])

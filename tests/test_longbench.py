@@ -212,9 +212,8 @@ def test_code_sim_classification_count_retrieval():
 # ---------------------------------------------------------------------------------------------- end to end
 
 
-@pytest.mark.parametrize("n_subsets", [3])
-def test_evaluate_on_tiny_model(tmp_path, tiny_lm, n_subsets):
-    subsets = ["multi_news", "samsum", "trec"][:n_subsets]
+def test_evaluate_on_tiny_model(tmp_path, tiny_lm):
+    subsets = ["multi_news", "samsum", "trec"]
     root = write_fixture_dir(tmp_path / "lb", subsets=subsets, n=3)
     entered = []
 
@@ -224,14 +223,14 @@ def test_evaluate_on_tiny_model(tmp_path, tiny_lm, n_subsets):
             entered.append(True)
             yield lm
 
-        def kv_stats(self):
-            return {"kv_bytes_mean": 123.0}
+        def kv_stats(self):  # a KV press reports the bytes held after the last prefill
+            return {"kv_bytes": 100, "kv_bytes_full": 400}
 
     task = lb.LongBench(subsets=subsets, data_dir=str(root), max_length=48, max_new_tokens=6)
     ctx = RunContext(out_dir=tmp_path / "out", limit=2)
     scores = task.evaluate(tiny_lm, Recorder(), ctx)
-    assert entered == [True]
-    assert set(scores.metrics) == {*subsets, "average", "multi_news/rouge_l_f", "samsum/rouge_l_f"}
+    assert entered == [True] * 6  # generation of each example runs inside method.apply
+    assert set(scores.metrics) == {*subsets, "average", "multi_news/rouge_l_f", "samsum/rouge_l_f", "kv_fraction_held"}
     assert scores.metrics["average"] == pytest.approx(sum(scores.metrics[s] for s in subsets) / 3, abs=0.01)
     assert all(0.0 <= scores.metrics[s] <= 100.0 for s in subsets)
     assert len(scores.predictions) == 6 and scores.main_metric == "average"
@@ -244,7 +243,8 @@ def test_evaluate_on_tiny_model(tmp_path, tiny_lm, n_subsets):
         preds = [p for p in scores.predictions if p["subset"] == s]
         again = [lbm.score_example(s, p["prediction"], p["answers"], TREC_CLASSES if s == "trec" else None) for p in preds]
         assert again == [p["score"] for p in preds] and lbm.score_subset(again) == scores.metrics[s]
-    assert ctx.extra["kv_stats"] == {"kv_bytes_mean": 123.0}
+    assert ctx.extra["kv_bytes_mean"] == 100 and ctx.extra["kv_bytes_full_mean"] == 400
+    assert scores.metrics["kv_fraction_held"] == 0.25 and first["kv_bytes"] == 100
 
 
 def test_llmlab_run_end_to_end(tmp_path, outputs):
@@ -258,3 +258,26 @@ def test_llmlab_run_end_to_end(tmp_path, outputs):
     assert metrics["average"] == pytest.approx(sum(metrics[s] for s in lb.ENGLISH_SUBSETS) / 16, abs=0.01)
     preds = [json.loads(line) for line in next(outputs.rglob("predictions.jsonl")).read_text().splitlines()]
     assert len(preds) == 32 and {p["subset"] for p in preds} == set(lb.ENGLISH_SUBSETS)
+
+
+@pytest.mark.parametrize("scale,models,limit", [
+    ("cpu", "smollm2-135m", 2),
+    ("paper", "llama3-8b-instruct,mistral-7b-instruct,qwen2-7b-instruct,internlm2.5-7b-chat-1m", None),
+])
+def test_experiment_sweep_follows_scale(scale, models, limit):
+    import os
+
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from conftest import REPO
+
+    with initialize_config_dir(config_dir=os.fspath(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["+experiment=dynamickv_longbench", f"scale={scale}"], return_hydra_config=True)
+        params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True)
+        assert params["model"] == models and cfg.limit == limit and cfg.task._target_.endswith("LongBench")
+        assert params["method.kv_size"] == "64,96,128,256,512,1024,2048"
+        assert params["method"].split(",") == cfg.table.row_order
+        assert cfg.table.columns == [*lb.ENGLISH_SUBSETS, "average"]
+        needle = compose("config", overrides=["+experiment=dynamickv_needle", f"scale={scale}"], return_hydra_config=True)
+        assert needle.hydra.sweeper.params["method.kv_size"] == "64"

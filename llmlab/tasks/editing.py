@@ -97,7 +97,16 @@ def applied(editor, lm, requests: list[EditRequest], clock: dict | None = None):
 
 
 def prompt_under(editor, lm, query: str, requests: list[EditRequest]) -> str:
-    return query if editor is None else editor.prompt_for(lm, query, requests)
+    """The prompt under the edits: the editor's `prompt_for` (IKE), else the query itself."""
+    prompt_for = getattr(editor, "prompt_for", None)
+    return query if prompt_for is None else prompt_for(lm, query, requests)
+
+
+def offer_demonstrations(editor, lm, pool: list[EditRequest]) -> None:
+    """Give the editor the task's other cases (IKE's demonstration pool), when it takes them."""
+    prepare = getattr(editor, "prepare_demonstrations", None)
+    if prepare is not None:
+        prepare(lm, pool)
 
 
 # -- model probes ---------------------------------------------------------------------------------
@@ -123,12 +132,19 @@ def argmax_on_target(lm, prompt: str, target: str, chat: bool = False) -> tuple[
 
 
 def generate_answer(lm, prompt: str, chat: bool = False, max_new_tokens: int = 32) -> str:
-    """Greedy continuation of `prompt`, cut at the first newline, stripped."""
-    ids = lm.encode(prompt, chat=chat)
-    ids = ids[-lm.max_length:]
-    out = greedy_generate(lm, ids, max_new_tokens, stop_strings=("\n",))[0]
-    text = lm.decode(out)
-    return text.strip().split("\n")[0].strip()
+    """The first non-empty line of the greedy continuation of `prompt` (at most `max_new_tokens`
+    tokens in all), stripped. Base models often start a raw question's answer on a new line, so
+    leading blank lines are skipped rather than read as an empty answer."""
+    ids = lm.encode(prompt, chat=chat)[-lm.max_length:]
+    generated: list[int] = []
+    while len(generated) < max_new_tokens:
+        out = greedy_generate(lm, ids + generated, max_new_tokens - len(generated), stop_strings=("\n",))[0]
+        generated += out
+        text = lm.decode(generated)
+        if text.strip() or not out or not lm.decode(out).endswith("\n"):
+            break  # an answer line, an end-of-sequence, or the budget
+    lines = [line.strip() for line in lm.decode(generated).split("\n") if line.strip()]
+    return lines[0] if lines else ""
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -272,8 +288,8 @@ class ZsreStyleTask(Task):
             test_langs = [t for e, t in directions if e == edit_lang]
             if editor is not None and self.demo_pool:
                 with ctx.timer("demonstrations"):
-                    editor.prepare_demonstrations(lm, [request_from(c[edit_lang], i, edit_lang)
-                                                       for i, c in enumerate(cases)])
+                    offer_demonstrations(editor, lm, [request_from(c[edit_lang], i, edit_lang)
+                                                      for i, c in enumerate(cases)])
             for i, case in enumerate(tqdm(selected, desc=f"{self.name} edit {edit_lang}", leave=False)):
                 request = request_from(case[edit_lang], i, edit_lang)
                 before = {t: self.locality_before(lm, case[t]) for t in test_langs} if editor else {}

@@ -319,40 +319,49 @@ class LongBench(Task):
         metrics: dict[str, float] = {}
         predictions: list[dict] = []
         newline = lm.tokenizer.encode("\n", add_special_tokens=False)
-        total = sum(len(v) for v in data.values())
-        with method.apply(lm) as applied, tqdm(total=total, desc="longbench", unit="ex") as bar:
-            model_lm = applied if applied is not None else lm
-            for subset, records in data.items():
-                max_new = int(self.max_new_tokens or self.maxlens[subset])
-                # pred.py: samsum also stops at "\n" and must produce at least one token
-                stop_ids = {newline[-1]} if subset == "samsum" and newline else None
-                min_new = 1 if subset == "samsum" else 0
-                scores, plain_rouge = [], []
-                with ctx.timer(f"generate/{subset}"):
-                    for record in records:
-                        ids, truncated = build_input_ids(model_lm, self.prompt(subset, record), subset, max_length, self.chat)
-                        out = greedy_generate(model_lm, ids, max_new, stop_ids=stop_ids, min_new_tokens=min_new)[0]
-                        text = model_lm.decode(out)
-                        score = lbm.score_example(subset, text, record["answers"], record["all_classes"])
-                        scores.append(score)
-                        pred = {"subset": subset, "_id": record["_id"], "prediction": text, "answers": record["answers"],
-                                "score": score, "prompt_tokens": len(ids), "new_tokens": len(out),
-                                "length": record.get("length"), "truncated": truncated}
-                        if lbm.SUBSET_METRIC[subset][0] == "rouge_l":
-                            plain = max(rouge_l_f(lbm.postprocess(subset, text), a) for a in record["answers"])
-                            plain_rouge.append(plain)
-                            pred["rouge_l_f"] = plain
-                        predictions.append(pred)
-                        bar.update(1)
-                metrics[subset] = lbm.score_subset(scores)
-                if plain_rouge:
-                    metrics[f"{subset}/rouge_l_f"] = round(100 * statistics.fmean(plain_rouge), 2)
-        metrics["average"] = round(statistics.fmean(metrics[s] for s in self.subsets), 2)
         kv_stats = getattr(method, "kv_stats", None)
-        if callable(kv_stats):
-            stats = kv_stats()
-            if stats:
-                ctx.extra["kv_stats"] = stats
+        held, full = [], []
+        bar = tqdm(total=sum(len(v) for v in data.values()), desc="longbench", unit="ex")
+        for subset, records in data.items():
+            max_new = int(self.max_new_tokens or self.maxlens[subset])
+            # pred.py: samsum also stops at "\n" and must produce at least one token
+            stop_ids = {newline[-1]} if subset == "samsum" and newline else None
+            min_new = 1 if subset == "samsum" else 0
+            scores, plain_rouge = [], []
+            with ctx.timer(f"generate/{subset}"):
+                for record in records:
+                    ids, truncated = build_input_ids(lm, self.prompt(subset, record), subset, max_length, self.chat)
+                    with method.apply(lm):  # a KV press compresses the cache at the end of prefill
+                        out = greedy_generate(lm, ids, max_new, stop_ids=stop_ids, min_new_tokens=min_new)[0]
+                    stats = kv_stats() if callable(kv_stats) else None
+                    text = lm.decode(out)
+                    score = lbm.score_example(subset, text, record["answers"], record["all_classes"])
+                    scores.append(score)
+                    pred = {"subset": subset, "_id": record["_id"], "prediction": text, "answers": record["answers"],
+                            "score": score, "prompt_tokens": len(ids), "new_tokens": len(out),
+                            "length": record.get("length"), "truncated": truncated}
+                    if stats and "kv_bytes" in stats:
+                        held.append(stats["kv_bytes"])
+                        full.append(stats.get("kv_bytes_full", stats["kv_bytes"]))
+                        pred.update(kv_bytes=stats["kv_bytes"], kv_bytes_full=full[-1])
+                    if lbm.SUBSET_METRIC[subset][0] == "rouge_l":
+                        plain = max(rouge_l_f(lbm.postprocess(subset, text), a) for a in record["answers"])
+                        plain_rouge.append(plain)
+                        pred["rouge_l_f"] = plain
+                    predictions.append(pred)
+                    bar.update(1)
+            metrics[subset] = lbm.score_subset(scores)
+            if plain_rouge:
+                metrics[f"{subset}/rouge_l_f"] = round(100 * statistics.fmean(plain_rouge), 2)
+        bar.close()
+        metrics["average"] = round(statistics.fmean(metrics[s] for s in self.subsets), 2)
+        if held:
+            ctx.extra["kv_bytes_mean"] = statistics.fmean(held)
+            ctx.extra["kv_bytes_full_mean"] = statistics.fmean(full)
+            ctx.extra["kv_summary"] = (f"KV held {ctx.extra['kv_bytes_mean'] / 2**20:.2f} MiB vs full "
+                                       f"{ctx.extra['kv_bytes_full_mean'] / 2**20:.2f} MiB per prompt "
+                                       f"({sum(held) / max(sum(full), 1):.1%})")
+            metrics["kv_fraction_held"] = sum(held) / max(sum(full), 1)
         info = {
             "metric_per_subset": {s: f"{lbm.SUBSET_METRIC[s][0]} (LongBench metrics.py, x100)" for s in self.subsets},
             "average": "mean of the subset scores run",

@@ -37,7 +37,14 @@ from llmlab.errors import UserError
 from llmlab.methods.editing.base import EditRequest
 from llmlab.metrics.editing import answer_matches, answer_tokens
 from llmlab.tasks.base import Scores, Task
-from llmlab.tasks.editing import applied, editor_of, generate_answer, prompt_under, read_json_data
+from llmlab.tasks.editing import (
+    applied,
+    editor_of,
+    generate_answer,
+    offer_demonstrations,
+    prompt_under,
+    read_json_data,
+)
 
 # princeton-nlp/MQuAKE prompts/multihop-prompts.txt (standard prompting), verbatim
 MULTIHOP_PROMPT = """Q: What is the country where The Rotunda is located? A: United States of America
@@ -189,7 +196,7 @@ class MQuAKE(Task):
         fewshot = self.prompt_text()
         if editor is not None and self.demo_pool:
             with ctx.timer("demonstrations"):
-                editor.prepare_demonstrations(lm, [r for c in cases for r in c.requests])
+                offer_demonstrations(editor, lm, [r for c in cases for r in c.requests])
         totals = defaultdict(float)
         predictions, clock = [], {}
         batches = [selected[i:i + size] for i in range(0, len(selected), size)]

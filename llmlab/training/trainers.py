@@ -89,10 +89,11 @@ def _common_args(s: TrainSettings, out_dir: str, seed: int, run_name: str | None
         per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum,
         warmup_steps=s.warmup_steps or float(s.warmup_ratio), weight_decay=s.weight_decay,  # float < 1: a ratio
         lr_scheduler_type=s.lr_scheduler, adam_beta1=s.adam_beta1, adam_beta2=s.adam_beta2,
-        max_grad_norm=s.max_grad_norm, bf16=bool(s.bf16 and use_cuda), gradient_checkpointing=s.gradient_checkpointing,
+        max_grad_norm=s.max_grad_norm, bf16=bool(s.bf16 and use_cuda),
         logging_steps=s.logging_steps, save_strategy="no", eval_strategy="no", report_to=s.report_to,
         run_name=run_name, seed=seed, data_seed=seed, use_cpu=not use_cuda, dataloader_num_workers=0,
         remove_unused_columns=True,
+        **({"gradient_checkpointing": True} if s.gradient_checkpointing else {}),
     )
 
 

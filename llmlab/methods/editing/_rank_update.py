@@ -83,21 +83,22 @@ def down_proj_weight_name(model: nn.Module, layer: int) -> str:
     raise RuntimeError(f"down_proj weight of layer {layer} is not a named parameter")  # pragma: no cover
 
 
-def check_layers(lm, layers, method: str) -> list[int]:
-    """Validate `layers` against the model's depth; return them as sorted ints."""
+def resolve_layers(lm, layers, method: str, default) -> list[int]:
+    """`layers` validated against the model's depth (sorted ints); None: `default(depth)`."""
     n = len(decoder_layers(lm.model))
+    if layers is None:
+        return sorted(default(n))
     try:
-        values = [int(x) for x in (layers if isinstance(layers, (list, tuple)) or hasattr(layers, "__iter__")
-                                   else [layers])]
+        values = [int(x) for x in (layers if hasattr(layers, "__iter__") else [layers])]
     except (TypeError, ValueError):
         values = []
     bad = [x for x in values if not 0 <= x < n]
     if not values or bad or len(set(values)) != len(values):
+        shown = list(layers) if hasattr(layers, "__iter__") else layers
         raise UserError(
-            f"{method} layers={list(layers) if hasattr(layers, '__iter__') else layers} is not valid for "
-            f"{getattr(lm, 'name', 'this model')}, which has {n} decoder layers: give distinct indices in "
-            f"0..{n - 1}, e.g. method.layers=[{min(5, n - 1)}] (the paper's llama-7b layer 5 of 32 sits at "
-            f"~16% depth; scale it to the model's depth)."
+            f"{method}: layers={shown} is not valid for {getattr(lm, 'name', 'this model')}, which has {n} "
+            f"decoder layers: give distinct indices in 0..{n - 1}, e.g. method.layers={sorted(default(n))}, "
+            f"or method.layers=null for that depth-scaled default."
         )
     return sorted(values)
 
@@ -127,13 +128,13 @@ def encode_at_subject(tokenizer, text: str, subject_start: int, subject_end: int
     return Prompt(ids, min(len(head), len(ids)) - 1)
 
 
-def subject_span(prompt: str, subject: str) -> tuple[int, int]:
-    start = prompt.find(subject)
-    if not subject or start < 0:
-        raise UserError(
-            f"an edit request's subject {subject!r} does not occur in its prompt {prompt!r}; ROME and MEMIT "
-            f"read the key at the subject's last token, so the prompt must contain the subject verbatim."
-        )
+def subject_span(prompt: str, subject: str) -> tuple[int, int] | None:
+    """Character span of `subject` in `prompt` (case-insensitive as a fallback); None if absent."""
+    start = prompt.find(subject) if subject else -1
+    if start < 0 and subject:
+        start = prompt.lower().find(subject.lower())
+    if start < 0:
+        return None
     return start, start + len(subject)
 
 
@@ -159,11 +160,15 @@ def target_ids(tokenizer, prompt: str, target: str) -> list[int]:
 
 
 def template_prompts(tokenizer, templates: list[str], prompt: str, subject: str) -> list[Prompt]:
-    """`prompt` placed in each template (a prefix ending in "{}"), with the subject's last token."""
-    start, end = subject_span(prompt, subject)
+    """`prompt` placed in each template (a prefix ending in "{}"), with the subject's last token;
+    a prompt without the subject looks up its own last token (ROME's fact_token "last")."""
+    span = subject_span(prompt, subject)
+    if span is None:
+        log.warning("subject %r not in prompt %r: using the prompt's last token", subject, prompt)
     out = []
     for tmpl in templates:
         prefix = tmpl[: tmpl.index("{}")]
+        start, end = span if span is not None else (len(prompt), len(prompt))
         out.append(encode_at_subject(tokenizer, prefix + prompt, len(prefix) + start, len(prefix) + end))
     return out
 
@@ -304,7 +309,13 @@ def optimize_value(lm, module: nn.Module, request, templates: list[str], hp: Val
                    stats: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(v_init, delta): `module`'s output at the subject's last token of the plain prompt, and the
     vector that, added there (and at the same token of every templated and KL prompt), makes the
-    model emit `request.target_new` (rome/compute_v.py, memit/compute_z.py)."""
+    model emit `request.target_new` (rome/compute_v.py, memit/compute_z.py). `templates[0]`
+    must be "{}". Runs with gradients on even when the caller is under no_grad/inference_mode."""
+    with grad_enabled(), frozen(lm.model):
+        return _optimize_value(lm, module, request, templates, hp, stats)
+
+
+def _optimize_value(lm, module, request, templates, hp, stats):
     tok, model = lm.tokenizer, lm.model
     tgt = target_ids(tok, request.prompt, request.target_new)
     rewrites = template_prompts(tok, templates, request.prompt, request.subject)
@@ -337,33 +348,32 @@ def optimize_value(lm, module: nn.Module, request, templates: list[str], hp: Val
     losses = []
     handle = module.register_forward_hook(hook)
     try:
-        with grad_enabled(), frozen(model):
-            for it in range(hp.v_num_grad_steps):
-                opt.zero_grad()
-                logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
-                kl_logits = logits[torch.arange(n_rw, len(seqs), device=logits.device),
-                                   torch.tensor(lookups[n_rw:], device=logits.device)]
-                kl_logp = torch.log_softmax(kl_logits, dim=-1)
-                if kl_init is None:
-                    kl_init = kl_logp.detach().clone()
-                logp = torch.log_softmax(logits[:n_rw], dim=-1)
-                picked = torch.gather(logp, 2, label.clamp(min=0).unsqueeze(2)).squeeze(2)
-                keep = (label != -100).float()
-                nll_each = -(picked * keep).sum(1) / len(tgt)
-                nll = nll_each.mean()
-                kl_loss = hp.kl_factor * torch.nn.functional.kl_div(kl_init, kl_logp, log_target=True,
-                                                                    reduction="batchmean")
-                decay = hp.v_weight_decay * (delta.norm() / state["init"].norm() ** 2)
-                loss = nll + kl_loss + decay
-                losses.append((float(loss), float(nll), float(torch.exp(-nll_each).mean())))
-                if loss.item() < 5e-2 or it == hp.v_num_grad_steps - 1:
-                    break
-                loss.backward()
-                opt.step()
-                max_norm = hp.clamp_norm_factor * state["init"].norm()
-                if delta.norm() > max_norm:
-                    with torch.no_grad():
-                        delta.mul_(max_norm / delta.norm())
+        for it in range(hp.v_num_grad_steps):
+            opt.zero_grad()
+            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
+            kl_logits = logits[torch.arange(n_rw, len(seqs), device=logits.device),
+                               torch.tensor(lookups[n_rw:], device=logits.device)]
+            kl_logp = torch.log_softmax(kl_logits, dim=-1)
+            if kl_init is None:
+                kl_init = kl_logp.detach().clone()
+            logp = torch.log_softmax(logits[:n_rw], dim=-1)
+            picked = torch.gather(logp, 2, label.clamp(min=0).unsqueeze(2)).squeeze(2)
+            keep = (label != -100).float()
+            nll_each = -(picked * keep).sum(1) / len(tgt)
+            nll = nll_each.mean()
+            kl_loss = hp.kl_factor * torch.nn.functional.kl_div(kl_init, kl_logp, log_target=True,
+                                                                reduction="batchmean")
+            decay = hp.v_weight_decay * (delta.norm() / state["init"].norm() ** 2)
+            loss = nll + kl_loss + decay
+            losses.append((loss.item(), nll.item(), torch.exp(-nll_each).mean().item()))
+            if loss.item() < 5e-2 or it == hp.v_num_grad_steps - 1:
+                break
+            loss.backward()
+            opt.step()
+            max_norm = hp.clamp_norm_factor * state["init"].norm()
+            if delta.norm() > max_norm:
+                with torch.no_grad():
+                    delta.mul_(max_norm / delta.norm())
     finally:
         handle.remove()
     if stats is not None:
@@ -511,9 +521,10 @@ def rome_update(residual: torch.Tensor, key: torch.Tensor, key_mean: torch.Tenso
     `key` is the key of the plain edit prompt, `key_mean` the key averaged over templates
     (equal to `key` without templates); C = I when `cov_inv` is None. Then (W+ΔW) k = v*, and
     for C = K Kᵀ this is the least-squares W' on the old keys K subject to W' k = v*."""
-    u = key_mean.float() if cov_inv is None else cov_inv.float() @ key_mean.float()
+    dt = torch.promote_types(residual.dtype, torch.float32)  # at least float32
+    u = key_mean.to(dt) if cov_inv is None else cov_inv.to(dt) @ key_mean.to(dt)
     u = u / u.norm()
-    right = residual.float() / torch.dot(key.float(), u)
+    right = residual.to(dt) / torch.dot(key.to(dt), u)
     return torch.outer(right, u)
 
 

@@ -23,11 +23,20 @@ from llmlab.methods.editing import _rank_update as ru
 from llmlab.methods.editing.base import EditRequest, Editor, restoring
 
 
+def default_layers(depth: int) -> list[int]:
+    """EasyEdit's llama-7b layers [4..8] of 32 at the same relative depth: five consecutive layers
+    from round(4/32 * depth): smollm2-135m (30 layers) -> [4..8], gemma3-270m (18) -> [2..6],
+    a 4-layer tiny model -> [0..3]."""
+    count = min(5, depth)
+    start = min(round(4 / 32 * depth), depth - count)
+    return list(range(start, start + count))
+
+
 @dataclass
 class MEMIT(Editor):
     name: ClassVar[str] = "memit"
 
-    layers: list[int] = field(default_factory=lambda: [4, 5, 6, 7, 8])  # EasyEdit hparams/MEMIT/llama-7b.yaml
+    layers: list[int] | None = None  # null: 5 layers from round(4/32 * depth) (EasyEdit llama-7b: [4, 5, 6, 7, 8] of 32)
     v_num_grad_steps: int = 25
     v_lr: float = 0.5
     v_weight_decay: float = 1e-3
@@ -42,7 +51,8 @@ class MEMIT(Editor):
     template_seed: int = 0
 
     def __post_init__(self):
-        self.layers = [int(x) for x in self.layers] if hasattr(self.layers, "__iter__") else [int(self.layers)]
+        if self.layers is not None:
+            self.layers = [int(x) for x in self.layers] if hasattr(self.layers, "__iter__") else [int(self.layers)]
         self.context_template_length_params = [[int(a), int(b)] for a, b in (self.context_template_length_params or [])]
         self._stats = {"edits": 0, "edit_calls": 0, "edit_seconds": 0.0, "mom2_seconds": 0.0, "template_seconds": 0.0,
                        "z_seconds": 0.0}
@@ -51,7 +61,7 @@ class MEMIT(Editor):
     @contextmanager
     def edit(self, lm, requests: list[EditRequest]):
         requests = [requests] if isinstance(requests, EditRequest) else list(requests)
-        layers = ru.check_layers(lm, self.layers, self.name)
+        layers = self.resolved_layers(lm)
         names = [ru.down_proj_weight_name(lm.model, layer) for layer in layers]
         with restoring(lm.model, names):
             self.apply_edits(lm, requests, layers)
@@ -59,7 +69,7 @@ class MEMIT(Editor):
 
     def apply_edits(self, lm, requests: list[EditRequest], layers: list[int] | None = None) -> None:
         """Write `requests` jointly into the weights in place (no restore; `edit` restores)."""
-        layers = layers or ru.check_layers(lm, self.layers, self.name)
+        layers = layers or self.resolved_layers(lm)
         if not requests:
             return
         start = time.perf_counter()
@@ -107,6 +117,9 @@ class MEMIT(Editor):
         self._stats["edits"] += len(requests)
         self._stats["edit_calls"] += 1
         self._stats["edit_seconds"] += time.perf_counter() - start
+
+    def resolved_layers(self, lm) -> list[int]:
+        return ru.resolve_layers(lm, self.layers, self.name, default_layers)
 
     def describe(self) -> dict:
         s = dict(self._stats)

@@ -23,11 +23,20 @@ from llmlab.methods.editing import _rank_update as ru
 from llmlab.methods.editing.base import EditRequest, Editor, restoring
 
 
+DEFAULT_LAYER_FRACTION = 5 / 32  # EasyEdit hparams/ROME/llama-7b.yaml: layers [5] of Llama-2-7B's 32
+
+
+def default_layers(depth: int) -> list[int]:
+    """The paper's llama-7b layer at the same relative depth: smollm2-135m (30 layers) -> [5],
+    gemma3-270m (18) -> [3], a 4-layer tiny model -> [1]."""
+    return [min(depth - 1, round(DEFAULT_LAYER_FRACTION * depth))]
+
+
 @dataclass
 class ROME(Editor):
     name: ClassVar[str] = "rome"
 
-    layers: list[int] = field(default_factory=lambda: [5])  # EasyEdit hparams/ROME/llama-7b.yaml
+    layers: list[int] | None = None  # null: [round(5/32 * depth)] (EasyEdit hparams/ROME/llama-7b.yaml: [5] of 32)
     v_num_grad_steps: int = 25
     v_lr: float = 0.5
     v_weight_decay: float = 1e-3
@@ -41,7 +50,8 @@ class ROME(Editor):
     template_seed: int = 0
 
     def __post_init__(self):
-        self.layers = [int(x) for x in self.layers] if hasattr(self.layers, "__iter__") else [int(self.layers)]
+        if self.layers is not None:
+            self.layers = [int(x) for x in self.layers] if hasattr(self.layers, "__iter__") else [int(self.layers)]
         self.context_template_length_params = [[int(a), int(b)] for a, b in (self.context_template_length_params or [])]
         self._stats = {"edits": 0, "edit_calls": 0, "edit_seconds": 0.0, "mom2_seconds": 0.0, "template_seconds": 0.0}
         self.last_edit: list[dict] = []
@@ -49,7 +59,7 @@ class ROME(Editor):
     @contextmanager
     def edit(self, lm, requests: list[EditRequest]):
         requests = [requests] if isinstance(requests, EditRequest) else list(requests)
-        layers = ru.check_layers(lm, self.layers, self.name)
+        layers = self.resolved_layers(lm)
         names = [ru.down_proj_weight_name(lm.model, layer) for layer in layers]
         with restoring(lm.model, names):
             self.apply_edits(lm, requests, layers)
@@ -57,7 +67,7 @@ class ROME(Editor):
 
     def apply_edits(self, lm, requests: list[EditRequest], layers: list[int] | None = None) -> None:
         """Write `requests` into the weights in place (no restore; `edit` restores)."""
-        layers = layers or ru.check_layers(lm, self.layers, self.name)
+        layers = layers or self.resolved_layers(lm)
         start = time.perf_counter()
         t = time.perf_counter()
         groups = ru.context_templates(lm, self.context_template_length_params, self.template_seed)
@@ -90,6 +100,9 @@ class ROME(Editor):
         self._stats["edits"] += len(requests)
         self._stats["edit_calls"] += 1
         self._stats["edit_seconds"] += time.perf_counter() - start
+
+    def resolved_layers(self, lm) -> list[int]:
+        return ru.resolve_layers(lm, self.layers, self.name, default_layers)
 
     def describe(self) -> dict:
         s = dict(self._stats)

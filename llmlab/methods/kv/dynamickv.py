@@ -23,6 +23,8 @@ Deviations (all documented in the report):
   - a layer whose new budget exceeds what it holds keeps what it holds (the official slice
     `k_cache[:, :, :fix_length]` would then re-include window tokens and duplicate them).
   - prompts shorter than kv_size are not compressed (official: effectively everything is kept).
+  - sliding-window layers (gemma3's local layers) are not compressed and not counted in the
+    global budget; "every 4 layers" counts compressed layers.
 """
 
 from __future__ import annotations
@@ -95,11 +97,14 @@ class DynamicKV(KVPress):
         if p.n < self.kv_size:
             return
         self._layers.append(p.cache_layer)
-        last = p.layer_idx == p.num_layers - 1
-        if p.layer_idx % self.update_interval != self.update_interval - 1 and not last:
+        # layers this press compresses (all of them, except sliding-window layers, e.g. gemma3's local ones)
+        num_layers = sum(not getattr(layer, "is_sliding", False) for layer in p.cache.layers[: p.num_layers])
+        seen = len(self._layers)
+        last = seen == num_layers
+        if seen % self.update_interval != 0 and not last:  # official: layer_idx % 4 == 3
             return
         budgets = allocate_budgets(torch.stack(self._pooled), self.kv_size - self.window_size,
-                                   self.budget_size(p.n), p.num_layers, final=last)
+                                   self.budget_size(p.n), num_layers, final=last)
         self.last_budgets = budgets
         for j, (layer, budget) in enumerate(zip(self._layers, budgets)):
             held = self._kept_scores[j].shape[-1]

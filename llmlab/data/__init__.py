@@ -1,0 +1,1 @@
+"""Training-data builders for methods that train (X-KDE, Reason-KE): original formats in, examples out."""

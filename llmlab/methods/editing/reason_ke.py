@@ -1,0 +1,171 @@
+"""Reason-KE: a trained in-context editor that reasons explicitly over the given facts
+(Wu et al., Findings EMNLP 2025, "Robust Knowledge Editing via Explicit Reasoning Chains for
+Distractor-Resilient Multi-Hop QA"; official code YukinoshitaKaren/Reason-KE).
+
+The answer is a four-stage chain: (1) acknowledge the updated information, (2) decide the
+relevance of each fact, (3) apply the relevant updates and ignore the distractors, (4) reason to
+the final answer, ending "[Answer]: ...". `prepare` trains it (SFT, train/sft.sh: lr 1e-5,
+5 epochs, cosine, warmup 0.05, weight decay 1e-4, Adam betas (0.9, 0.95), batch 1/device) on
+MQuAKE-CF cases with retrieved facts (llmlab.data.reason_ke), cached by signature.
+`train: false` keeps the base model with the same prompt and parsing (the paper's baseline row).
+
+Inference (eval/eval_rasoning.py): for every rewrite of the case, retrieve 1 + `distractors`
+facts from the pool of all edited facts (the task's rewrites, offered via
+`prepare_demonstrations`; retrieval key: the fact's true statement, query: the new statement
++ ". "), join them with ". ", ask each question inside the chat template, greedy decoding up
+to 200 new tokens, and take what follows "[Answer]:". `leak_answer: true` adds the statement
+"{question} {new_answer}" to the facts (our reading of the paper's leaked-answer setting; it
+needs the case's `new_answer` in the requests' `extra`).
+
+Hook for the mquake task: `answer(lm, question, requests) -> str` (the parsed answer); the task
+uses it instead of its few-shot prompt when the editor has it. `prompt_for` gives the same
+prompt for other probes (the edit-wise cloze).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from llmlab.data import reason_ke as data
+from llmlab.errors import UserError
+from llmlab.generation import greedy_generate
+from llmlab.methods.editing.base import EditRequest, Editor
+from llmlab.training import TrainedCheckpoint, TrainSettings, plot_losses, sft, signature
+from llmlab.training.cache import base_identity
+from llmlab.training.trainers import history_summary, uses_chat
+
+
+def new_statement(r: EditRequest) -> str:
+    return f"{r.prompt} {r.target_new}"
+
+
+def true_statement(r: EditRequest) -> str:
+    return f"{r.prompt} {r.target_true}"
+
+
+@dataclass
+class ReasonKE(Editor):
+    name: ClassVar[str] = "reason_ke"
+
+    train: bool = True  # false: the base model with Reason-KE's prompt and parsing (paper baseline)
+    train_path: str | None = None  # MQuAKE-CF.json (original format)
+    chains_path: str | None = None  # or externally written chains (official generated format)
+    train_cases: int | None = None  # cases used (null: all)
+    encoder: str = "minilm-l6"  # conf/model/<encoder>.yaml (official: contriever-msmarco)
+    chat: bool = True
+    sft: dict = field(default_factory=lambda: dict(learning_rate=1e-5, epochs=5, warmup_ratio=0.05, weight_decay=1e-4,
+                                                   lr_scheduler="cosine", adam_beta2=0.95, batch_size=1))
+    distractors: int = 0  # extra facts retrieved per relevant fact at inference (k = 1 + distractors)
+    leak_answer: bool = False
+    max_new_tokens: int = 200  # eval_rasoning.py get_rsult
+    budget: str = "paper"
+    cpu: dict = field(default_factory=dict)  # caps at scale=cpu: train_cases, sft{...}
+    use_cache: bool = True
+
+    def __post_init__(self):
+        if self.distractors < 0:
+            raise UserError(f"reason_ke: method.distractors must be >= 0; got {self.distractors}.")
+        self._encoder = None
+        self._pool: data.FactPool | None = None
+        self._active: list[EditRequest] = []
+        self._facts: dict = {}
+        self.last_output = ""
+
+    def sentence_encoder(self):
+        if self._encoder is None:
+            from llmlab import models
+            from llmlab.methods.editing.ike import SentenceEncoder, load_encoder_spec
+
+            self._encoder = SentenceEncoder(models.load(load_encoder_spec(self.encoder)))
+        return self._encoder
+
+    # -- training ---------------------------------------------------------------------------------
+    def training_data(self, seed: int) -> list[dict]:
+        n = (self.cpu or {}).get("train_cases", self.train_cases) if self.budget == "cpu" else self.train_cases
+        if self.chains_path:
+            examples = data.read_chains(self.chains_path)
+            return examples[:n] if n else examples
+        if not self.train_path:
+            raise UserError("reason_ke: no training data. Set method.train_path=/path/to/MQuAKE-CF.json (princeton-nlp/"
+                            "MQuAKE) or method.chains_path=<chains JSON>, or method.train=false for the untrained "
+                            "baseline.")
+        cases = data.load_cases(self.train_path)
+        pool = data.pool_of_cases(cases, self.sentence_encoder())  # distractors come from the whole file
+        return data.training_examples(cases[:n] if n else cases, pool, seed)
+
+    def prepare(self, lm, ctx):
+        if not self.train:
+            return lm
+        examples = self.training_data(ctx.seed)
+        cap = (self.cpu or {}).get("sft") if self.budget == "cpu" else None
+        settings = TrainSettings.from_dict({**self.sft, **(cap or {})}, "reason_ke: method.sft")
+        ckpt = TrainedCheckpoint("reason-ke", {
+            "base": base_identity(lm), "data": signature([(e["prompt"], e["answer"]) for e in examples], 32),
+            "settings": settings.as_dict(), "chat": self.chat, "seed": ctx.seed})
+        if self.use_cache and ckpt.exists():
+            with ctx.timer("reason_ke_load"):
+                history = ckpt.load_into(lm)
+            cached = True
+            print(f"[llmlab] reason_ke: reusing trained checkpoint {ckpt.path}", flush=True)
+        else:
+            with ctx.timer("reason_ke_train"):
+                history = sft(lm, examples, settings, self.chat, ctx.seed, run_name="reason_ke-sft")
+            cached = False
+            if self.use_cache:
+                ckpt.save(lm, history)
+        png = plot_losses({"Reason-KE SFT": history}, ctx.path("reason_ke_loss.png"), title=f"reason_ke on {lm.name}")
+        if png:
+            ctx.add_artifact(png)
+        self._facts = {"train_examples": len(examples), "cached": cached, "checkpoint": str(ckpt.path)}
+        ctx.extra["reason_ke"] = dict(self._facts, summary=history_summary(history))
+        return lm
+
+    # -- facts --------------------------------------------------------------------------------------
+    def prepare_demonstrations(self, lm, pool: list[EditRequest]) -> None:
+        pairs = [(true_statement(r), new_statement(r)) for r in pool if r.target_true is not None]
+        self._pool = data.FactPool(pairs, self.sentence_encoder()) if pairs else None
+
+    def facts_for(self, requests: list[EditRequest], question: str | None = None) -> list[str]:
+        own = [new_statement(r) for r in requests]
+        if self._pool is None:  # no pool offered: the requests themselves (plus other requests as distractors)
+            pairs = [(true_statement(r) if r.target_true else new_statement(r), new_statement(r)) for r in requests]
+            self._pool = data.FactPool(pairs, self.sentence_encoder())
+        facts = data.retrieved_facts(self._pool, own, 1 + self.distractors)
+        if self.leak_answer:
+            answers = {(r.extra or {}).get("new_answer") for r in requests} - {None}
+            if not answers:
+                raise UserError("reason_ke: leak_answer=true needs the case's new_answer in the edit requests "
+                                "(EditRequest.extra['new_answer'], set by the mquake task).")
+            facts.append(f"{question} {sorted(answers)[0]}" if question else sorted(answers)[0])
+        return facts
+
+    # -- editing ------------------------------------------------------------------------------------
+    @contextmanager
+    def edit(self, lm, requests: list[EditRequest]):
+        self._active = list(requests)
+        try:
+            yield lm
+        finally:
+            self._active = []
+
+    def prompt_for(self, lm, query: str, requests: list[EditRequest] | None = None) -> str:
+        requests = self._active if requests is None else requests
+        if not requests:
+            return query
+        return data.reason_prompt(". ".join(self.facts_for(requests, query)), query)
+
+    def generate(self, lm, prompt: str) -> str:
+        ids = lm.encode(prompt, chat=uses_chat(lm, self.chat))[-lm.max_length:]
+        out = greedy_generate(lm, ids, self.max_new_tokens)[0]
+        return lm.decode(out)
+
+    def answer(self, lm, question: str, requests: list[EditRequest] | None = None) -> str:
+        """The parsed "[Answer]:" of the chain generated for `question` under the edits."""
+        self.last_output = self.generate(lm, self.prompt_for(lm, question, requests))
+        return data.parse_answer(self.last_output)
+
+    def describe(self) -> dict:
+        return {"trained": self.train, "distractors": self.distractors, "leak_answer": self.leak_answer,
+                "encoder": self.encoder, **{k: v for k, v in self._facts.items() if k != "checkpoint"}}

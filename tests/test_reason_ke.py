@@ -1,0 +1,150 @@
+"""Reason-KE: chain and prompt builders, answer parsing, retrieval with distractors, SFT on tiny-llama, cache."""
+
+import json
+
+import pytest
+
+from llmlab.context import RunContext
+from llmlab.data import reason_ke as data
+from llmlab.errors import UserError
+from llmlab.methods.editing.base import EditRequest
+from llmlab.methods.editing.reason_ke import ReasonKE
+
+
+def _case(i, subject, country, old, new, capital):
+    return {
+        "case_id": i,
+        "requested_rewrite": [{"prompt": "{} is located in the country of", "subject": subject,
+                               "target_new": {"str": new, "id": f"Q{i}n"}, "target_true": {"str": old, "id": f"Q{i}o"},
+                               "question": f"In which country is {subject} located?"}],
+        "questions": [f"What is the capital of the country where {subject} is located?",
+                      f"Which city is the capital of the country containing {subject}?",
+                      f"The country of {subject} has which capital?"],
+        "answer": "x", "answer_alias": [], "new_answer": capital, "new_answer_alias": [capital.upper()],
+        "single_hops": [], "orig": {},
+        "new_single_hops": [{"question": f"In which country is {subject} located?",
+                             "cloze": f"{subject} is located in the country of", "answer": new, "answer_alias": []},
+                            {"question": f"What is the capital of {new}?", "cloze": f"The capital of {new} is",
+                             "answer": capital, "answer_alias": []}],
+    }
+
+
+CASES = [_case(0, "Roblin Park", "Canada", "Canada", "Australia", "Canberra"),
+         _case(1, "Mount Foo", "Japan", "Japan", "France", "Paris"),
+         _case(2, "Lake Bar", "Chile", "Chile", "Kenya", "Nairobi")]
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    from llmlab import models
+    from llmlab.methods.editing.ike import SentenceEncoder
+
+    return SentenceEncoder(models.load({"source": "tiny", "kind": "encoder"}))
+
+
+def test_prompt_and_chain_formats(encoder):
+    pool = data.pool_of_cases(CASES, encoder)
+    assert pool.new_of["Roblin Park is located in the country of Canada"] == \
+        "Roblin Park is located in the country of Australia"
+    [ex] = data.training_examples(CASES[:1], pool, seed=0)  # k = 1 (seed 0 draws < 0.9)
+    assert ex["k"] == 1
+    facts = ex["prompt"].split("[Updated Information]:\n")[1].split("\n\n[Query]:")[0]
+    assert ex["prompt"] == ("Please acknowledge the updated information provided below and respond to the subsequent "
+                            f"query.\n\n[Updated Information]:\n{facts}\n\n[Query]:\n{CASES[0]['questions'][0]}")
+    chain = data.build_chain("Q?", ["Roblin Park is located in the country of Australia", "D is in E"],
+                             {"Roblin Park is located in the country of Australia"},
+                             [("Roblin Park is located in the country of", "Australia"),
+                              ("The capital of Australia is", "Canberra")], "Canberra")
+    lines = chain.split("\n")
+    assert lines[0].startswith("1.**Acknowledge Updated Information**") and "D is in E" in lines[0]
+    assert lines[1].startswith("2.**Determine Relevance**") and '"D is in E" is not relevant' in lines[1]
+    assert lines[2] == ("3.**Apply Updated Information or Ignore**: Apply: Roblin Park is located in the country of "
+                        "Australia. Ignore: D is in E.")
+    assert lines[3] == ("4.**Reasoning**: Roblin Park is located in the country of Australia. The capital of "
+                        "Australia is Canberra. Therefore, the answer is Canberra.")
+    assert chain.endswith("\n\n[Answer]:\nCanberra") and data.parse_answer(chain) == "Canberra"
+
+
+def test_k_distribution_and_external_chains(tmp_path):
+    import random
+
+    rng = random.Random(0)
+    ks = [data.sample_k(rng) for _ in range(4000)]
+    assert 0.87 < ks.count(1) / 4000 < 0.93 and set(ks) == {1, 2, 3}
+    path = tmp_path / "chains.json"
+    path.write_text(json.dumps([{"case_id": 7, "questions": ["Q1?"], "tok_fact": "A is B",
+                                 "reasoning_answer": "1.**Acknowledge...**\n\n[Answer]:\nB"}]))
+    [ex] = data.read_chains(path)
+    assert ex["prompt"] == data.reason_prompt("A is B", "Q1?") and ex["answer"].endswith("B")
+    path.write_text("[{}]")
+    with pytest.raises(UserError, match="reasoning_answer"):
+        data.read_chains(path)
+
+
+def test_answer_parsing():
+    assert data.parse_answer("... reasoning\n\n[Answer]:\nParis\n\nmore") == "Paris"
+    assert data.parse_answer("**[Answer]**: Paris") == "Paris"
+    assert data.parse_answer("[Answer]: A\n[Answer]:  \n Tokyo ") == "Tokyo"
+    assert data.parse_answer("no marker") == ""
+
+
+def _requests(cases, with_answer=False):
+    return [EditRequest(prompt=rw["prompt"].format(rw["subject"]), subject=rw["subject"],
+                        target_new=rw["target_new"]["str"], target_true=rw["target_true"]["str"],
+                        extra={"case_id": c["case_id"], **({"new_answer": c["new_answer"]} if with_answer else {})})
+            for c in cases for rw in c["requested_rewrite"]]
+
+
+def test_distractors_and_leaked_answer(encoder):
+    editor = ReasonKE(train=False, distractors=2)
+    editor._encoder = encoder
+    editor.prepare_demonstrations(None, _requests(CASES))
+    own = _requests(CASES[:1])
+    facts = editor.facts_for(own, "Q?")
+    assert len(facts) == 3 and set(facts) <= {f"{r.prompt} {r.target_new}" for r in _requests(CASES)}
+    prompt = editor.prompt_for(None, "Q?", own)
+    assert prompt == data.reason_prompt(". ".join(facts), "Q?")
+    with pytest.raises(UserError, match="new_answer"):
+        _leak(encoder).facts_for(own, "Q?")
+    assert _leak(encoder).facts_for(_requests(CASES[:1], True), "Q?")[-1] == "Q? Canberra"
+
+
+def _leak(encoder):
+    editor = ReasonKE(train=False, leak_answer=True)
+    editor._encoder = encoder
+    return editor
+
+
+def test_training_lowers_loss_and_is_cached(tmp_path, monkeypatch, encoder):
+    from llmlab.models import load
+    from llmlab.training.trainers import answer_loss
+
+    monkeypatch.setenv("LLMLAB_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "MQuAKE-CF.json"
+    path.write_text(json.dumps(CASES))
+    spec = {"name": "tiny-llama", "source": "tiny", "arch": "llama", "chat": True}
+
+    def editor():
+        e = ReasonKE(train_path=str(path), budget="cpu", cpu={"sft": dict(max_steps=3, batch_size=3, learning_rate=3e-3,
+                                                                         max_length=256)})
+        e._encoder = encoder
+        return e
+
+    lm = load(spec)
+    examples = editor().training_data(0)
+    before = answer_loss(lm, examples)
+    ctx = RunContext(out_dir=tmp_path / "run1")
+    editor().prepare(lm, ctx)
+    assert answer_loss(lm, examples) < before and ctx.extra["reason_ke"]["cached"] is False
+    assert (tmp_path / "run1" / "reason_ke_loss.png").exists()
+    ctx2 = RunContext(out_dir=tmp_path / "run2")
+    lm2 = load(spec)
+    e2 = editor()
+    e2.prepare(lm2, ctx2)
+    assert ctx2.extra["reason_ke"]["cached"] is True
+    assert answer_loss(lm2, examples) == pytest.approx(answer_loss(lm, examples))
+    e2.max_new_tokens = 20
+    e2.prepare_demonstrations(lm2, _requests(CASES))
+    with e2.edit(lm2, _requests(CASES[:1])):
+        out = e2.answer(lm2, CASES[0]["questions"][0])
+    assert isinstance(out, str) and e2.last_output  # generated a chain (random tiny model: any text)
