@@ -13,7 +13,8 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
   columns   a list of metric names, or {by: <config path>, metric: <name>}
   labels    {column: display name};   where {path: value} filter;   group_by [paths]
   scale     multiply metrics;   format  e.g. ".2f";   reported  the paper's numbers
-  plot      {x: <config path>, y: <metric>, line: <config path>}: a line plot PNG
+  plot      {x: <config path>, y: <metric>, line: <config path>, where: {...}}: a line plot PNG
+            of all the experiment's results (the table's `where` does not apply to it)
 """
 
 from __future__ import annotations
@@ -63,12 +64,13 @@ def load_spec(name: str, conf_dir: Path = CONF_DIR) -> dict:
     return spec
 
 
-def collect(spec: dict, root: Path) -> list[dict]:
+def collect(spec: dict, root: Path, where: dict | None = None) -> list[dict]:
+    """Complete results of the spec's experiment under `root` that match `where` (config path: value)."""
     rows = []
     for path, data in record.iter_results(root):
         if data.get("experiment_name") != spec["experiment_name"]:
             continue
-        if any(not _same(lookup(data, k), v) for k, v in (spec.get("where") or {}).items()):
+        if any(not _same(lookup(data, k), v) for k, v in (where or {}).items()):
             continue
         data["_path"] = str(path)
         rows.append(data)
@@ -252,7 +254,7 @@ def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
 
 def build(name: str, root: Path, out_dir: Path | None = None, conf_dir: Path = CONF_DIR) -> tuple[str, list[Path]]:
     spec = load_spec(name, conf_dir)
-    results = collect(spec, root)
+    results = collect(spec, root, spec.get("where"))
     tables = pivot(spec, results)
     out_dir = Path(out_dir or Path(root) / "tables")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +273,8 @@ def build(name: str, root: Path, out_dir: Path | None = None, conf_dir: Path = C
     record.atomic_write_text(files[0], markdown)
     record.atomic_write_text(files[1], to_csv(spec, tables))
     record.atomic_write_text(files[2], to_latex(spec, tables))
-    png = plot_lines(spec, results, out_dir / f"{name}.png")
+    # the plot has its own filter (plot.where): a budget curve spans the kv sizes the table filters to one
+    png = plot_lines(spec, collect(spec, root, (spec.get("plot") or {}).get("where")), out_dir / f"{name}.png")
     if png:
         files.append(png)
     return markdown, files

@@ -250,7 +250,7 @@ def test_evaluate_on_tiny_model(tmp_path, tiny_lm):
 def test_llmlab_run_end_to_end(tmp_path, outputs):
     root = write_fixture_dir(tmp_path / "lb", n=2)
     run_llmlab(["run", "model=tiny-llama", "task=longbench", f"task.data_dir={root}", "task.max_new_tokens=4",
-                "logger=none", "limit=2"], outputs)
+                "logger=none", "limit=2"], outputs, env={"OMP_NUM_THREADS": "1"})  # 1 thread: fastest on a busy CPU
     (res,) = results_under(outputs)
     assert res["status"] == "complete"
     metrics = res["metrics"]

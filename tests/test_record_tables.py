@@ -67,3 +67,25 @@ def test_table_newest_result_wins_and_is_flagged(tmp_path):
     assert "| snapkv | 2.00 |" in md
     assert "1 cells had several results" in md
     json.loads((root / "machine_a" / "results.json").read_text())  # nothing was overwritten
+
+
+def test_plot_ignores_the_table_filter(tmp_path, monkeypatch):
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text(
+        "experiment_name: demo\ntable:\n  rows: method\n  columns: [avg]\n  where: {method.kv_size: 64}\n"
+        "  plot: {x: method.kv_size, y: avg, line: method}\n")
+    root = tmp_path / "outputs"
+    record.write_json(root / "1" / "results.json", _result("snapkv", 64, {"avg": 1.0}))
+    record.write_json(root / "2" / "results.json", _result("snapkv", 128, {"avg": 2.0}))
+    seen = {}
+    real = tables.plot_lines
+
+    def spy(spec, results, path):
+        seen["n"] = len(results)
+        return real(spec, results, path)
+
+    monkeypatch.setattr(tables, "plot_lines", spy)
+    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    assert "| snapkv | 1.00 |" in md and "2.00" not in md
+    assert seen["n"] == 2
