@@ -67,7 +67,8 @@ def run(overrides: list[str]) -> int:
 
     status = {"code": 0}
     overrides = normalize_overrides(overrides)
-    full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    previous = os.environ.get("HYDRA_FULL_ERROR")
+    full_error = previous == "1"
     saved_argv, sys.argv = sys.argv, ["llmlab"] + overrides
 
     @hydra.main(config_path=str(CONF_DIR), config_name="config", version_base="1.3")
@@ -79,13 +80,23 @@ def run(overrides: list[str]) -> int:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises instead of printing; we explain below
     try:
         job()
+    except KeyboardInterrupt:
+        if sweep.CURRENT_SWEEP_DIR is None or not Path(sweep.CURRENT_SWEEP_DIR).exists():
+            raise
+        text, _ = sweep.summarize(sweep.CURRENT_SWEEP_DIR)
+        print(f"llmlab: interrupted. Every finished job is kept; run the same command again to finish the rest.\n"
+              f"{text}", file=sys.stderr, flush=True)
+        return 130
     except Exception as err:
         if full_error:
             raise
         return report_error(err, overrides)
     finally:
         sys.argv = saved_argv
-        os.environ["HYDRA_FULL_ERROR"] = "1" if full_error else "0"
+        if previous is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = previous
     summary = sweep.LAST_SUMMARY
     if summary is not None and (summary["failed"] or summary["incomplete"]):
         return 1
@@ -242,8 +253,17 @@ def describe(path: Path) -> str:
     return ""
 
 
+# launchers the installed Hydra plugins provide (conf/hydra/launcher/ adds presets over them)
+PLUGIN_LAUNCHERS = {
+    "basic": "one job after another in this process (the default)",
+    "joblib": "parallel processes on this machine (hydra.launcher.n_jobs; -1: one per core)",
+    "submitit_local": "each job in its own process via submitit (the SLURM code path, locally)",
+    "submitit_slurm": "SLURM via submitit, plugin defaults (see slurm for a documented preset)",
+}
+
+
 def ls(args: list[str]) -> int:
-    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
+    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra") + ["hydra/launcher"]
     wanted = args or groups
     for group in wanted:
         gdir = CONF_DIR / group
@@ -251,10 +271,12 @@ def ls(args: list[str]) -> int:
             print(f"llmlab: no config group {group!r}. Groups: {', '.join(groups)}.", file=sys.stderr)
             return 2
         print(f"{group}:")
-        files = sorted(gdir.glob("*.yaml"))
-        width = max((len(f.stem) for f in files), default=0)
-        for f in files:
-            print(f"  {f.stem:<{width}}  {describe(f)}")
+        entries = {f.stem: describe(f) for f in sorted(gdir.glob("*.yaml"))}
+        if group == "hydra/launcher":
+            entries = dict(sorted({**PLUGIN_LAUNCHERS, **entries}.items()))
+        width = max((len(name) for name in entries), default=0)
+        for name, text in entries.items():
+            print(f"  {name:<{width}}  {text}")
     return 0
 
 

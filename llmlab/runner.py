@@ -1,8 +1,8 @@
-"""One job, top to bottom: load the model, instantiate method and task, run, record, log.
+"""One job, top to bottom: instantiate method and task, load the model, run, record, log.
 
-    lm     = models.load(cfg.model)
-    method = instantiate(cfg.method)
+    method = instantiate(cfg.method)     # fields checked against the dataclass first
     task   = instantiate(cfg.task)
+    lm     = models.load(cfg.model)
     lm     = method.prepare(lm, ctx)
     scores = task.evaluate(lm, method, ctx)
     record results.json + predictions.jsonl, mirror to W&B
@@ -94,10 +94,11 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
     try:
         runtime = {"torch_threads": configure_threads(config.get("threads")), "launcher": launcher_name()}
         seed_everything(ctx.seed)
+        method = build(cfg.method, "method", choices)  # before the model: a bad value fails in seconds
+        task = build(cfg.task, "task", choices)
+        seed_everything(ctx.seed)
         with ctx.timer("load_model"):
             lm = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype, seed=ctx.seed)
-        method = build(cfg.method, "method", choices)
-        task = build(cfg.task, "task", choices)
         with ctx.timer("prepare"):
             lm = method.prepare(lm, ctx)
         seed_everything(ctx.seed)
@@ -196,10 +197,9 @@ def build(node: DictConfig, group: str, choices: dict | None = None):
     check_fields(cls, values, group, name)
     try:
         return instantiate(node, _convert_="all")
-    except InstantiationException as err:  # a UserError raised in __post_init__ stays a UserError
-        cause = err.__cause__
-        if isinstance(cause, UserError):
-            raise cause from None
+    except InstantiationException as err:  # an error raised in __post_init__ keeps its own type and message
+        if isinstance(err.__cause__, Exception):
+            raise err.__cause__ from None
         raise
 
 
@@ -345,6 +345,8 @@ def configure_threads(threads: int | None) -> int:
     want = threads or auto_threads()
     if want:
         torch.set_num_threads(int(want))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # for any process the job starts
+            os.environ[var] = str(int(want))
     return torch.get_num_threads()
 
 

@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -38,6 +37,11 @@ class Faulty(Method):
     fail_seed: int = -1          # prepare() raises at this seed
     hang_seed: int = -1          # evaluation hangs at this seed until killed (the first time only)
     flag_dir: str | None = None  # where the hang leaves its flag file (holding the pid)
+    init_error: str | None = None  # raise this at construction (a bad hyperparameter)
+
+    def __post_init__(self):
+        if self.init_error:
+            raise RuntimeError(f"bad hyperparameter: {self.init_error}")
 
     def prepare(self, lm, ctx):
         if ctx.seed == self.fail_seed:
@@ -68,7 +72,7 @@ def faulty(tmp_path) -> tuple[list[str], dict]:
     conf = tmp_path / "conf" / "method"
     conf.mkdir(parents=True)
     (conf / "faulty.yaml").write_text("# test-only: raises at one seed, hangs once at another\n"
-                                      "_target_: llmlab_faults.Faulty\nfail_seed: 1\nhang_seed: 3\n"
+                                      "_target_: llmlab_faults.Faulty\nfail_seed: 1\nhang_seed: 3\ninit_error: null\n"
                                       f"flag_dir: {tmp_path}\n")
     env = {"PYTHONPATH": os.pathsep.join([str(plug), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     return [*FAST, f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "method=faulty"], env
@@ -135,7 +139,7 @@ def test_fault_kill_and_corruption_then_resume_does_exactly_the_missing_jobs(out
 
 def test_parallel_and_submitit_launchers_isolate_failures_and_match_basic(outputs, faulty):
     overrides, env = faulty
-    args = ["run", "-m", *overrides, "seed=0,1"]
+    args = ["run", "-m", *overrides, "method.init_error=null,lr_is_zero"]  # job 1 fails before loading a model
     runs = {}
     for name, extra in [("basic", []), ("parallel", ["hydra/launcher=parallel", "rerun=true"]),
                         ("submitit_local", ["hydra/launcher=submitit_local", "+rerun=true"])]:
@@ -146,7 +150,9 @@ def test_parallel_and_submitit_launchers_isolate_failures_and_match_basic(output
         assert "1 done, 0 skipped, 1 failed" in proc.stdout, f"{name}: {proc.stdout[-2000:]}"
         [sweep] = set(_sweep_dirs(outputs)) - before
         jobs = _jobs(sweep)
-        assert (jobs[1] / "failed.json").exists() and (jobs[1] / "traceback.txt").exists()
+        assert "RuntimeError: bad hyperparameter: lr_is_zero" in proc.stdout  # the summary's reason line
+        assert json.loads((jobs[1] / "failed.json").read_text())["error"] == "RuntimeError: bad hyperparameter: lr_is_zero"
+        assert "Traceback" in (jobs[1] / "traceback.txt").read_text()
         runs[name] = json.loads((jobs[0] / "results.json").read_text())
         runs[name]["predictions"] = (jobs[0] / "predictions.jsonl").read_text()
     cores = len(os.sched_getaffinity(0))

@@ -295,6 +295,8 @@ class ZsreStyleTask(Task):
                 before = {t: self.locality_before(lm, case[t]) for t in test_langs} if editor else {}
                 with applied(editor, lm, [request], clock) as edited:
                     for t in test_langs:
+                        if hasattr(editor, "query_lang"):  # editors that answer in a named language (X-KDE)
+                            editor.query_lang = t
                         record = self.probe(edited, editor, [request], case[t], before.get(t))
                         key = f"{edit_lang}_{t}"
                         for probe, scores in record.items():

@@ -116,7 +116,7 @@ def parse_case(raw, i: int) -> Case:
             prompt=template.format(subject), subject=subject,
             target_new=_label(rw["target_new"], at, "target_new"),
             target_true=_label(rw["target_true"], at, "target_true"),
-            extra={"case_id": raw.get("case_id", i), "question": rw.get("question")},
+            extra={"case_id": raw.get("case_id", i), "question": rw.get("question"), "new_answer": raw.get("new_answer")},
         ))
     questions = raw["questions"]
     if not isinstance(questions, list) or not questions or not all(isinstance(q, str) for q in questions):
@@ -185,6 +185,9 @@ class MQuAKE(Task):
         return [parse_case(raw, i) for i, raw in enumerate(data)]
 
     def ask(self, lm, editor, requests, question: str, fewshot: str) -> str:
+        own = getattr(editor, "answer", None)  # editors with their own answering protocol (Reason-KE chains)
+        if own is not None:
+            return own(lm, question, requests)
         query = f"{fewshot}\nQ: {question} A:"
         return generate_answer(lm, prompt_under(editor, lm, query, requests), self.chat, self.max_new_tokens)
 

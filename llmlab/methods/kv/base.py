@@ -114,12 +114,12 @@ class Prefill:
         c = end - start
         logits = torch.matmul(q.reshape(self.batch, self.kv_heads, self.groups * c, self.head_dim),
                               k.transpose(-1, -2)).view(self.batch, self.kv_heads, self.groups, c, end)
-        logits = logits * self.scaling
+        logits.mul_(self.scaling)
         if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        rows = torch.arange(start, end, device=logits.device)[:, None]
-        cols = torch.arange(end, device=logits.device)[None, :]
-        logits = logits.masked_fill(cols > rows, float("-inf"))
+            logits.div_(self.softcap).tanh_().mul_(self.softcap)
+        # causal: only the diagonal block (keys start..end) has future positions to hide
+        future = torch.ones(c, c, dtype=torch.bool, device=logits.device).triu_(1)
+        logits[..., start:end].masked_fill_(future, float("-inf"))
         return torch.softmax(logits, dim=-1)
 
     def window_scores(self, window_size: int) -> torch.Tensor:
