@@ -118,6 +118,22 @@ def head_signature(path: Path) -> str | None:
     return match.group(1) if match else ""
 
 
+_HEADS: dict[str, tuple[int, int, str | None]] = {}  # path -> (mtime_ns, size, signature): one read per file per process
+
+
+def _cached_head_signature(path: Path) -> str | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    hit = _HEADS.get(str(path))
+    if hit is not None and hit[:2] == (st.st_mtime_ns, st.st_size):
+        return hit[2]
+    sig = head_signature(path)
+    _HEADS[str(path)] = (st.st_mtime_ns, st.st_size, sig)
+    return sig
+
+
 def find_complete(sig: str, root: Path) -> Path | None:
     """The first complete results.json under `root` whose signature is `sig` (None: none).
 
@@ -133,7 +149,7 @@ def find_complete(sig: str, root: Path) -> Path | None:
         if RESULTS not in filenames:
             continue
         path = Path(dirpath) / RESULTS
-        announced = head_signature(path)
+        announced = _cached_head_signature(path)
         if announced is None or announced not in ("", sig):
             continue
         data = read_results(path)

@@ -64,10 +64,11 @@ FAST = ["model=tiny-llama", "task=needle", "task.context_lengths=[32]", "task.de
 
 
 @pytest.fixture
-def faulty(tmp_path) -> tuple[list[str], dict]:
-    """Overrides and env that make `method=faulty` available to a subprocess."""
+def faulty(tmp_path, monkeypatch) -> tuple[list[str], dict]:
+    """Overrides and env that make `method=faulty` available to a subprocess (and to this process)."""
     plug = tmp_path / "plug"
     plug.mkdir()
+    monkeypatch.syspath_prepend(str(plug))
     (plug / "llmlab_faults.py").write_text(FAULTY_MODULE)
     conf = tmp_path / "conf" / "method"
     conf.mkdir(parents=True)
@@ -76,6 +77,31 @@ def faulty(tmp_path) -> tuple[list[str], dict]:
                                       f"flag_dir: {tmp_path}\n")
     env = {"PYTHONPATH": os.pathsep.join([str(plug), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     return [*FAST, f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "method=faulty"], env
+
+
+@pytest.fixture
+def llmlab_inproc(outputs, monkeypatch, capsys):
+    """`llmlab <args>` in this process (no fresh interpreter to import torch again): (status, stdout, stderr)."""
+    from llmlab import cli
+
+    monkeypatch.setenv("LLMLAB_OUTPUTS", str(outputs))
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+
+    def call(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = cli.run(list(args))
+        finally:  # Hydra's job logging adds handlers (job.log) to the root logger: undo
+            for handler in root.handlers[:]:
+                if handler not in saved[0]:
+                    root.removeHandler(handler)
+                    handler.close()
+            root.setLevel(saved[1])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call
 
 
 def _jobs(sweep_dir: Path) -> dict[int, Path]:
@@ -90,7 +116,7 @@ def _seed(job: Path) -> int:
     return json.loads((job / "results.json").read_text())["config"]["seed"]
 
 
-def test_fault_kill_and_corruption_then_resume_does_exactly_the_missing_jobs(outputs, tmp_path, faulty):
+def test_fault_kill_and_corruption_then_resume_does_exactly_the_missing_jobs(outputs, tmp_path, faulty, llmlab_inproc):
     overrides, env = faulty
     args = ["run", "-m", *overrides, "seed=0,1,2,3,4,5"]
     proc = subprocess.Popen(LLMLAB + args, cwd=REPO, env=dict(os.environ, LLMLAB_OUTPUTS=str(outputs), **env),
@@ -123,10 +149,10 @@ def test_fault_kill_and_corruption_then_resume_does_exactly_the_missing_jobs(out
     text = (jobs[0] / "results.json").read_text()
     (jobs[0] / "results.json").write_text(text[: len(text) // 3])
 
-    resumed = run_llmlab(args, outputs, env=env, check=False)
-    assert resumed.returncode == 1, resumed.stderr[-3000:]
-    assert "4 done, 1 skipped, 1 failed" in resumed.stdout
-    assert "FAILED" in resumed.stdout and "injected fault at seed 1" in resumed.stdout
+    code, stdout, stderr = llmlab_inproc(*args[1:])  # the same command again
+    assert code == 1, stderr[-3000:]
+    assert "4 done, 1 skipped, 1 failed" in stdout
+    assert "FAILED" in stdout and "injected fault at seed 1" in stdout
     [second] = [d for d in _sweep_dirs(outputs) if d != first]
     jobs2 = _jobs(second)
     ran = sorted(_seed(j) for j in jobs2.values() if (j / "results.json").exists())
@@ -137,22 +163,27 @@ def test_fault_kill_and_corruption_then_resume_does_exactly_the_missing_jobs(out
     assert (second / "sweep_summary.txt").read_text().startswith(f"sweep {second}: 4 done, 1 skipped, 1 failed")
 
 
-def test_parallel_and_submitit_launchers_isolate_failures_and_match_basic(outputs, faulty):
+def test_parallel_and_submitit_launchers_isolate_failures_and_match_basic(outputs, faulty, llmlab_inproc):
     overrides, env = faulty
     args = ["run", "-m", *overrides, "method.init_error=null,lr_is_zero"]  # job 1 fails before loading a model
     runs = {}
     for name, extra in [("basic", []), ("parallel", ["hydra/launcher=parallel", "rerun=true"]),
                         ("submitit_local", ["hydra/launcher=submitit_local", "+rerun=true"])]:
         before = set(_sweep_dirs(outputs))
-        proc = run_llmlab(args + extra, outputs, env=env, check=False)
+        if name == "basic":  # in this process: the reference
+            code, stdout, stderr = llmlab_inproc(*args[1:], *extra)
+        else:  # jobs in worker processes, the sweep in a fresh `llmlab` process
+            proc = run_llmlab(args + extra, outputs, env=env, check=False)
+            code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
         # the failing job runs in another process under joblib/submitit: the exit status still says so
-        assert proc.returncode == 1, f"{name}: {proc.stderr[-3000:]}"
-        assert "1 done, 0 skipped, 1 failed" in proc.stdout, f"{name}: {proc.stdout[-2000:]}"
+        assert code == 1, f"{name}: {stderr[-3000:]}"
+        assert "1 done, 0 skipped, 1 failed" in stdout, f"{name}: {stdout[-2000:]}"
         [sweep] = set(_sweep_dirs(outputs)) - before
         jobs = _jobs(sweep)
-        assert "RuntimeError: bad hyperparameter: lr_is_zero" in proc.stdout  # the summary's reason line
+        assert "RuntimeError: bad hyperparameter: lr_is_zero" in stdout  # the summary's reason line
         assert json.loads((jobs[1] / "failed.json").read_text())["error"] == "RuntimeError: bad hyperparameter: lr_is_zero"
         assert "Traceback" in (jobs[1] / "traceback.txt").read_text()
+        assert "Traceback (most recent call last)" in (jobs[1] / "job.log").read_text(), name
         runs[name] = json.loads((jobs[0] / "results.json").read_text())
         runs[name]["predictions"] = (jobs[0] / "predictions.jsonl").read_text()
     cores = len(os.sched_getaffinity(0))
