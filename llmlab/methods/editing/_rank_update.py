@@ -413,6 +413,13 @@ def _fingerprint(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def mom2_samples_used(n_samples: int) -> int:
+    """How many local text samples `second_moments` really uses for `n_samples` asked."""
+    from llmlab.corpus import stdlib_docstrings
+
+    return min(int(n_samples), len(stdlib_docstrings()))
+
+
 def second_moments(lm, layers: list[int], n_samples: int, max_length: int, on_disk: bool = True) -> dict[int, torch.Tensor]:
     """C[layer] = E[k k^T] over every token of the first `n_samples` standard-library docstrings
     (each truncated to `max_length` tokens), k the down-projection input (rome/layer_stats.py).
@@ -424,7 +431,8 @@ def second_moments(lm, layers: list[int], n_samples: int, max_length: int, on_di
     docs = stdlib_docstrings()
     n = min(int(n_samples), len(docs))
     if n < int(n_samples):
-        log.info("mom2: %d samples asked, the local text has %d docstrings; using %d", n_samples, len(docs), n)
+        log.warning("mom2: %d samples asked, the local text has %d docstrings; using %d (recorded as "
+                    "method_info.mom2_samples_used)", n_samples, len(docs), n)
     fp = _fingerprint(lm.model)
     keys = {layer: (fp, layer, n, int(max_length)) for layer in layers}
     out: dict[int, torch.Tensor] = {}

@@ -80,6 +80,7 @@ class MEMIT(Editor):
         if self.mom2_adjustment:
             t = time.perf_counter()
             covs = ru.second_moments(lm, layers, self.mom2_n_samples, self.mom2_max_length, self.mom2_cache_on_disk)
+            self._stats["mom2_samples_used"] = ru.mom2_samples_used(self.mom2_n_samples)
             self._stats["mom2_seconds"] += time.perf_counter() - t
         else:
             d = ru.down_proj(lm.model, layers[0]).in_features

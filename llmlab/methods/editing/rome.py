@@ -77,6 +77,7 @@ class ROME(Editor):
         if self.mom2_adjustment:
             t = time.perf_counter()
             moments = ru.second_moments(lm, layers, self.mom2_n_samples, self.mom2_max_length, self.mom2_cache_on_disk)
+            self._stats["mom2_samples_used"] = ru.mom2_samples_used(self.mom2_n_samples)
             cov_inv = {layer: torch.inverse(c.double()).float() for layer, c in moments.items()}
             self._stats["mom2_seconds"] += time.perf_counter() - t
         hp = ru.ValueSettings(self.v_num_grad_steps, self.v_lr, self.v_weight_decay, self.kl_factor,
