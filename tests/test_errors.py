@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_llmlab
 
-FAST = ["model=tiny-llama", "task.context_lengths=[32]", "task.depths=[0]", "task.max_new_tokens=2",
+FAST = ["model=tiny-llama", "method=none", "task.context_lengths=[32]", "task.depths=[0]", "task.max_new_tokens=2",
         "task.heatmap=false", "logger=none"]
 
 
@@ -99,8 +99,9 @@ JOB_ERRORS = [  # (overrides, what the message must say); the job records failed
 @pytest.mark.parametrize("overrides, says", JOB_ERRORS, ids=[" ".join(o) for o, _ in JOB_ERRORS])
 def test_job_errors_are_one_clear_paragraph_with_the_traceback_in_the_log(llmlab_run, outputs, overrides, says):
     base = [o for o in FAST if not (o.startswith("task.") and any(x.startswith("task=") for x in overrides))]
-    if any(o.startswith("model=") for o in overrides):
-        base = [o for o in base if not o.startswith("model=")]
+    for group in ("model", "method"):
+        if any(o.startswith(f"{group}=") for o in overrides):
+            base = [o for o in base if not o.startswith(f"{group}=")]
     code, stderr = llmlab_run(*base, *overrides)
     assert code == 2
     text = one_paragraph(stderr)
@@ -126,7 +127,7 @@ def test_cuda_requested_without_a_gpu(llmlab_run):
 def test_plus_on_a_run_setting_sets_it(llmlab_run, outputs, tmp_path):
     """`+rerun=true` works like `rerun=true` (config.yaml already has rerun: false)."""
     (tmp_path / "text.txt").write_text("The quick brown fox jumps over the lazy dog. " * 8)
-    args = ["model=tiny-llama", "logger=none", "task=perplexity", f"task.path={tmp_path / 'text.txt'}",
+    args = ["model=tiny-llama", "method=none", "logger=none", "task=perplexity", f"task.path={tmp_path / 'text.txt'}",
             "task.max_length=16", "task.stride=8", "task.max_tokens=48"]
     assert llmlab_run(*args)[0] == 0
     assert llmlab_run(*args)[0] == 0  # skipped
@@ -135,7 +136,8 @@ def test_plus_on_a_run_setting_sets_it(llmlab_run, outputs, tmp_path):
 
 
 def test_the_real_command_prints_only_the_paragraph(outputs):
-    proc = run_llmlab(["run", *FAST, "method=snapkv", "method.kv_size=abc"], outputs, check=False)
+    proc = run_llmlab(["run", *[o for o in FAST if o != "method=none"], "method=snapkv", "method.kv_size=abc"], outputs,
+                      check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[0] == ("llmlab: method.kv_size='abc' is not valid: SnapKV.kv_size expects "
                                                    "an integer or null (default 128). Set e.g. method.kv_size=128.")
