@@ -53,6 +53,20 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(2)
 
 
+def _completion_line_without_run() -> None:
+    """Shell completion asks Hydra with COMP_LINE="llmlab run method=sn": Hydra strips only the
+    program name, so drop the `run` subcommand too (and move the cursor back by its width)."""
+    line = os.environ.get("COMP_LINE")
+    if not line:
+        return
+    words = line.split(" ")
+    if len(words) > 1 and words[1] == "run":
+        os.environ["COMP_LINE"] = " ".join(words[:1] + words[2:])
+        point = os.environ.get("COMP_POINT")
+        if point and point.isdigit():
+            os.environ["COMP_POINT"] = str(max(0, int(point) - len("run ")))
+
+
 def run(overrides: list[str]) -> int:
     """`llmlab run`: one job, or a sweep with -m. Returns the exit status (0 ok, 1 a job failed, 2 bad input).
 
@@ -67,6 +81,7 @@ def run(overrides: list[str]) -> int:
 
     status = {"code": 0}
     overrides = normalize_overrides(overrides)
+    _completion_line_without_run()
     previous = os.environ.get("HYDRA_FULL_ERROR")
     full_error = previous == "1"
     saved_argv, sys.argv = sys.argv, ["llmlab"] + overrides

@@ -75,3 +75,11 @@ def test_unavailable_hub_model_gives_a_short_message(outputs):
     assert "nobody/no-such-model" in proc.stderr and "model.path=" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert list(outputs.rglob("traceback.txt")) and list(outputs.rglob("failed.json"))
+
+
+def test_shell_completion_through_the_run_subcommand(outputs):
+    script = run_llmlab(["-sc", "install=bash"], outputs)
+    assert "complete -o nospace -o default -F hydra_bash_completion llmlab" in script.stdout
+    line = "llmlab run method=sn"
+    proc = run_llmlab(["-sc", "query=bash"], outputs, env={"COMP_LINE": line, "COMP_POINT": str(len(line))})
+    assert proc.stdout.split() == ["method=snapkv"]

@@ -30,3 +30,21 @@ def test_rouge_l_hand_computed():
     assert lcs_length(list("abcbdab"), list("bdcaba")) == 4
     # pred: a b c d (4), ref: a c d e f (5); LCS a c d = 3 -> P 3/4, R 3/5 -> F 2/3
     assert rouge_l_f("a b c d", "a c d e f") == pytest.approx(2 * 0.75 * 0.6 / 1.35)
+
+
+def test_rouge1_stemmed_matches_rouge_score_package():
+    import json
+    import subprocess
+    import sys
+
+    from llmlab.metrics.text import rouge1_f_stemmed
+
+    pairs = [("The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day.",
+              "Eating sandwiches in Dolores Park, sitting on sunny days!"),
+             ("running runners ran", "the runner runs"), ("a", "b"), ("Caf\u00e9 42 costs", "cafe 42 costing")]
+    # rouge-score is imported in a child process: its absl logging would close pytest's capture streams
+    code = ("import json,sys; from rouge_score import rouge_scorer; s = rouge_scorer.RougeScorer(['rouge1'], use_stemmer=True); "
+            "print(json.dumps([s.score(r, p)['rouge1'].fmeasure for r, p in json.loads(sys.argv[1])]))")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(pairs)], capture_output=True, text=True, check=True)
+    expected = json.loads(out.stdout)
+    assert [rouge1_f_stemmed(p, r) for r, p in pairs] == pytest.approx(expected)

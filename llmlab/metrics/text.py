@@ -84,3 +84,36 @@ def rouge_l_f_tokens(pred: list, ref: list) -> float:
 def rouge_l_f(prediction: str, reference: str) -> float:
     """ROUGE-L F-measure on lower-cased words."""
     return rouge_l_f_tokens(_words(prediction), _words(reference))
+
+
+def rouge_tokens(text: str, stem: bool = True) -> list[str]:
+    """Tokens as Google's rouge-score tokenizes them: lower-case, runs of [a-z0-9], Porter-stemmed
+    when longer than 3 characters (rouge_score/tokenize.py). Uses NLTK's Porter stemmer directly,
+    as rouge-score does, without importing rouge-score (whose absl logging hooks the root logger)."""
+    tokens = [t for t in re.split(r"\s+", re.sub(r"[^a-z0-9]+", " ", text.lower())) if t]
+    if stem:
+        stemmer = _porter()
+        tokens = [stemmer.stem(t) if len(t) > 3 else t for t in tokens]
+    return [t for t in tokens if re.fullmatch(r"[a-z0-9]+", t)]
+
+
+def _porter():
+    global _PORTER
+    if _PORTER is None:
+        from nltk.stem import porter
+
+        _PORTER = porter.PorterStemmer()  # NLTK_EXTENSIONS mode, as rouge_score/tokenizers.py
+    return _PORTER
+
+
+_PORTER = None
+
+
+def rouge1_f_stemmed(prediction: str, reference: str) -> float:
+    """ROUGE-1 F as rouge-score computes it with use_stemmer=True."""
+    pred, ref = Counter(rouge_tokens(prediction)), Counter(rouge_tokens(reference))
+    overlap = sum((pred & ref).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / sum(pred.values()), overlap / sum(ref.values())
+    return 2 * precision * recall / (precision + recall)

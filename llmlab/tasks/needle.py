@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from llmlab.errors import UserError
 from llmlab.generation import greedy_generate
-from llmlab.metrics.text import rouge_n_f
+from llmlab.metrics.text import rouge1_f_stemmed
 from llmlab.tasks.base import Scores, Task
 
 # LLMTest_NeedleInAHaystack's default needle and question (also KVCache-Factory's)
@@ -137,14 +137,11 @@ class Needle(Task):
 
 
 def rouge1_f(reference: str, prediction: str) -> float:
-    """ROUGE-1 F with Porter stemming (rouge-score, as KVCache-Factory); without it, unstemmed."""
+    """ROUGE-1 F with Porter stemming, as rouge-score's RougeScorer(["rouge1"], use_stemmer=True)
+    that KVCache-Factory uses."""
     if not prediction.strip():
         return 0.0
-    try:
-        from rouge_score import rouge_scorer
-    except ImportError:  # pragma: no cover - rouge-score comes with lm-eval
-        return rouge_n_f(prediction, reference, 1)
-    return rouge_scorer.RougeScorer(["rouge1"], use_stemmer=True).score(reference, prediction)["rouge1"].fmeasure
+    return rouge1_f_stemmed(prediction, reference)
 
 
 def _mean(values) -> float:
