@@ -1,7 +1,6 @@
 """`llmlab` end to end in subprocesses on tiny-llama (offline, outputs in tmp)."""
 
 import json
-import os
 from pathlib import Path
 
 from conftest import results_under, run_llmlab

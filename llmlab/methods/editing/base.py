@@ -56,6 +56,45 @@ def prompt_target_ids(tokenizer, prompt: str, target: str) -> tuple[list[int], i
     return ids, min(n_prompt, len(ids))
 
 
+class WeightEditor(Editor):
+    """An editor that writes edits into named weights (FT, ROME, MEMIT): `edit` snapshots
+    `edited_weights`, calls `apply_edits`, and restores the weights bit for bit on exit."""
+
+    def edited_weights(self, lm) -> list[str]:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def apply_edits(self, lm, requests: list[EditRequest]) -> None:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    @contextmanager
+    def edit(self, lm, requests: list[EditRequest]):
+        requests = [requests] if isinstance(requests, EditRequest) else list(requests)
+        with restoring(lm.model, self.edited_weights(lm)):
+            self.apply_edits(lm, requests)
+            yield lm
+
+
+class InContextEditor(Editor):
+    """An editor that puts the new facts into the prompt (IKE, X-KDE, Reason-KE): `edit` holds
+    the requests for `prompt_for`; the weights are never touched. `forget` drops per-edit caches."""
+
+    @contextmanager
+    def edit(self, lm, requests: list[EditRequest]):
+        self._active = list(requests)
+        try:
+            yield lm
+        finally:
+            self._active = []
+            self.forget()
+
+    def forget(self) -> None:
+        """Drop whatever was cached for the requests of the edit that just ended."""
+
+    def active(self, requests: list[EditRequest] | None = None) -> list[EditRequest]:
+        """`requests` if given, else those of the edit in progress."""
+        return list(getattr(self, "_active", [])) if requests is None else requests
+
+
 class WeightSnapshot:
     """Copies of named parameters, restored bit for bit by `restore()`."""
 

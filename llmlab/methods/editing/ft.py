@@ -27,21 +27,20 @@ tokens instead, without BOS.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
 
 from llmlab.errors import UserError
-from llmlab.methods.editing.base import EditRequest, Editor, prompt_target_ids, restoring
+from llmlab.methods.editing.base import EditRequest, WeightEditor, prompt_target_ids
 
 OBJECTIVES = ("prompt_last", "target_new")
 DEFAULT_LAYER_FRACTION = 21 / 32  # EasyEdit hparams/FT/llama-7b.yaml: layers [21] of 32
 
 
 @dataclass
-class FT(Editor):
+class FT(WeightEditor):
     name: ClassVar[str] = "ft"
 
     layers: list[int] | None = None  # null: [round(21/32 * num_layers)]
@@ -91,12 +90,11 @@ class FT(Editor):
         return chosen
 
     # -- the edit ------------------------------------------------------------------------------
-    @contextmanager
-    def edit(self, lm, requests: list[EditRequest]):
-        names = self.parameter_names(lm.model)
-        with restoring(lm.model, names):
-            self.train(lm, requests, names)
-            yield lm
+    def edited_weights(self, lm) -> list[str]:
+        return self.parameter_names(lm.model)
+
+    def apply_edits(self, lm, requests: list[EditRequest]) -> None:
+        self.train(lm, requests, self.parameter_names(lm.model))
 
     def loss(self, lm, request: EditRequest) -> torch.Tensor:
         ids, n_prompt = prompt_target_ids(lm.tokenizer, request.prompt, request.target_new)

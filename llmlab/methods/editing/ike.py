@@ -22,7 +22,6 @@ that few), each as a "New Fact:" line, and retrieves demonstrations for the most
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -30,7 +29,7 @@ from typing import ClassVar
 import torch
 
 from llmlab.errors import UserError
-from llmlab.methods.editing.base import EditRequest, Editor
+from llmlab.methods.editing.base import EditRequest, InContextEditor
 
 CONF_MODEL_DIR = Path(__file__).resolve().parents[3] / "conf" / "model"
 
@@ -84,7 +83,7 @@ def load_encoder_spec(name: str) -> dict:
 
 
 @dataclass
-class IKE(Editor):
+class IKE(InContextEditor):
     name: ClassVar[str] = "ike"
 
     k: int = 16  # EasyEdit hparams/IKE/llama-7b.yaml (and qwen2.5-7b.yaml): k 16
@@ -137,14 +136,8 @@ class IKE(Editor):
         return self._demo_cache[key]
 
     # -- the edit ------------------------------------------------------------------------------
-    @contextmanager
-    def edit(self, lm, requests: list[EditRequest]):
-        self._active = requests
-        self._active_emb = None
-        try:
-            yield lm
-        finally:
-            self._active, self._active_emb, self._demo_cache = [], None, {}
+    def forget(self) -> None:
+        self._active_emb, self._demo_cache = None, {}
 
     def relevant(self, query: str, requests: list[EditRequest]) -> list[EditRequest]:
         """The requests whose facts go into the prompt: all of them, or the max_facts most similar."""

@@ -13,14 +13,13 @@ As memit_main.execute_memit:
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
 from llmlab.methods.editing import _rank_update as ru
-from llmlab.methods.editing.base import EditRequest, Editor, restoring
+from llmlab.methods.editing.base import EditRequest, WeightEditor
 
 
 def default_layers(depth: int) -> list[int]:
@@ -33,7 +32,7 @@ def default_layers(depth: int) -> list[int]:
 
 
 @dataclass
-class MEMIT(Editor):
+class MEMIT(WeightEditor):
     name: ClassVar[str] = "memit"
 
     layers: list[int] | None = None  # null: 5 layers from round(4/32 * depth) (EasyEdit llama-7b: [4, 5, 6, 7, 8] of 32)
@@ -58,14 +57,8 @@ class MEMIT(Editor):
                        "z_seconds": 0.0}
         self.last_edit: dict = {}
 
-    @contextmanager
-    def edit(self, lm, requests: list[EditRequest]):
-        requests = [requests] if isinstance(requests, EditRequest) else list(requests)
-        layers = self.resolved_layers(lm)
-        names = [ru.down_proj_weight_name(lm.model, layer) for layer in layers]
-        with restoring(lm.model, names):
-            self.apply_edits(lm, requests, layers)
-            yield lm
+    def edited_weights(self, lm) -> list[str]:
+        return [ru.down_proj_weight_name(lm.model, layer) for layer in self.resolved_layers(lm)]
 
     def apply_edits(self, lm, requests: list[EditRequest], layers: list[int] | None = None) -> None:
         """Write `requests` jointly into the weights in place (no restore; `edit` restores)."""

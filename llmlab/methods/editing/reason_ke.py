@@ -24,14 +24,13 @@ prompt for other probes (the edit-wise cloze).
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from llmlab.data import reason_ke as data
 from llmlab.errors import UserError
 from llmlab.generation import greedy_generate
-from llmlab.methods.editing.base import EditRequest, Editor
+from llmlab.methods.editing.base import EditRequest, InContextEditor
 from llmlab.training import TrainedCheckpoint, TrainSettings, plot_losses, sft, signature
 from llmlab.training.cache import base_identity
 from llmlab.training.trainers import history_summary, uses_chat
@@ -46,7 +45,7 @@ def true_statement(r: EditRequest) -> str:
 
 
 @dataclass
-class ReasonKE(Editor):
+class ReasonKE(InContextEditor):
     name: ClassVar[str] = "reason_ke"
 
     train: bool = True  # false: the base model with Reason-KE's prompt and parsing (paper baseline)
@@ -142,16 +141,8 @@ class ReasonKE(Editor):
         return facts
 
     # -- editing ------------------------------------------------------------------------------------
-    @contextmanager
-    def edit(self, lm, requests: list[EditRequest]):
-        self._active = list(requests)
-        try:
-            yield lm
-        finally:
-            self._active = []
-
     def prompt_for(self, lm, query: str, requests: list[EditRequest] | None = None) -> str:
-        requests = self._active if requests is None else requests
+        requests = self.active(requests)
         if not requests:
             return query
         return data.reason_prompt(". ".join(self.facts_for(requests, query)), query)

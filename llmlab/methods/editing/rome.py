@@ -13,14 +13,13 @@ possible. Works on llama-, qwen2- and gemma3-style MLPs (`mlp.down_proj`).
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
 from llmlab.methods.editing import _rank_update as ru
-from llmlab.methods.editing.base import EditRequest, Editor, restoring
+from llmlab.methods.editing.base import EditRequest, WeightEditor
 
 
 DEFAULT_LAYER_FRACTION = 5 / 32  # EasyEdit hparams/ROME/llama-7b.yaml: layers [5] of Llama-2-7B's 32
@@ -33,7 +32,7 @@ def default_layers(depth: int) -> list[int]:
 
 
 @dataclass
-class ROME(Editor):
+class ROME(WeightEditor):
     name: ClassVar[str] = "rome"
 
     layers: list[int] | None = None  # null: [round(5/32 * depth)] (EasyEdit hparams/ROME/llama-7b.yaml: [5] of 32)
@@ -56,14 +55,8 @@ class ROME(Editor):
         self._stats = {"edits": 0, "edit_calls": 0, "edit_seconds": 0.0, "mom2_seconds": 0.0, "template_seconds": 0.0}
         self.last_edit: list[dict] = []
 
-    @contextmanager
-    def edit(self, lm, requests: list[EditRequest]):
-        requests = [requests] if isinstance(requests, EditRequest) else list(requests)
-        layers = self.resolved_layers(lm)
-        names = [ru.down_proj_weight_name(lm.model, layer) for layer in layers]
-        with restoring(lm.model, names):
-            self.apply_edits(lm, requests, layers)
-            yield lm
+    def edited_weights(self, lm) -> list[str]:
+        return [ru.down_proj_weight_name(lm.model, layer) for layer in self.resolved_layers(lm)]
 
     def apply_edits(self, lm, requests: list[EditRequest], layers: list[int] | None = None) -> None:
         """Write `requests` into the weights in place (no restore; `edit` restores)."""

@@ -35,9 +35,7 @@ Cyrillic -> Russian, Thai -> Thai, otherwise English) — exact for Bi-ZsRE (en/
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -45,7 +43,7 @@ from tqdm.auto import tqdm
 
 from llmlab.data import xkde as data
 from llmlab.errors import UserError
-from llmlab.methods.editing.base import EditRequest, Editor
+from llmlab.methods.editing.base import EditRequest, InContextEditor
 from llmlab.training import TrainedCheckpoint, TrainSettings, orpo, plot_losses, sft, signature
 from llmlab.training.cache import base_identity
 from llmlab.training.trainers import history_summary, uses_chat
@@ -80,7 +78,7 @@ def merged(base: dict, cap: dict | None) -> dict:
 
 
 @dataclass
-class XKDE(Editor):
+class XKDE(InContextEditor):
     name: ClassVar[str] = "xkde"
 
     # -- data (llmlab.data.xkde) -------------------------------------------------------------------
@@ -253,16 +251,8 @@ class XKDE(Editor):
         return pairs
 
     # -- editing --------------------------------------------------------------------------------------
-    @contextmanager
-    def edit(self, lm, requests: list[EditRequest]):
-        self._active = list(requests)
-        try:
-            yield lm
-        finally:
-            self._active = []
-
     def prompt_for(self, lm, query: str, requests: list[EditRequest] | None = None) -> str:
-        requests = self._active if requests is None else requests
+        requests = self.active(requests)
         if not requests:
             return query
         lang = self.query_lang or detect_lang(query)

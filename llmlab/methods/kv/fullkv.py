@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from llmlab.methods.kv.base import KVPress, Prefill
+from llmlab.methods.kv.base import KVPress
 
 
 @dataclass
