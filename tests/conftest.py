@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -45,3 +46,31 @@ def tiny_lm():
     from llmlab.models import load
 
     return load({"name": "tiny-llama", "source": "tiny", "arch": "llama", "chat": True})
+
+
+@pytest.fixture
+def llmlab_inproc(outputs, monkeypatch, capsys):
+    """`llmlab run <args>` in this process (no fresh interpreter importing torch again):
+    returns (exit status, stdout, stderr)."""
+    from llmlab import cli
+
+    monkeypatch.setenv("LLMLAB_OUTPUTS", str(outputs))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+
+    def call(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = cli.run(list(args))
+        finally:  # Hydra's job logging adds handlers (job.log) to the root logger: undo
+            for handler in root.handlers[:]:
+                if handler not in saved[0]:
+                    root.removeHandler(handler)
+                    handler.close()
+            root.setLevel(saved[1])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call

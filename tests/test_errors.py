@@ -6,7 +6,6 @@ interpreter per case); one runs the real command in a subprocess to check what r
 
 from __future__ import annotations
 
-import logging
 
 import pytest
 
@@ -17,27 +16,12 @@ FAST = ["model=tiny-llama", "method=none", "task.context_lengths=[32]", "task.de
 
 
 @pytest.fixture
-def llmlab_run(outputs, monkeypatch, capsys):
+def llmlab_run(llmlab_inproc):
     """Call `llmlab run <args>` in-process; return (exit status, stderr)."""
-    from llmlab import cli
-
-    monkeypatch.setenv("LLMLAB_OUTPUTS", str(outputs))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
 
     def call(*args: str) -> tuple[int, str]:
-        capsys.readouterr()
-        try:
-            code = cli.run(list(args))
-        finally:  # Hydra's job logging adds handlers (job.log) to the root logger: undo
-            for handler in root.handlers[:]:
-                if handler not in saved[0]:
-                    root.removeHandler(handler)
-                    handler.close()
-            root.setLevel(saved[1])
-        return code, capsys.readouterr().err
+        code, _, err = llmlab_inproc(*args)
+        return code, err
 
     return call
 

@@ -79,31 +79,6 @@ def faulty(tmp_path, monkeypatch) -> tuple[list[str], dict]:
     return [*FAST, f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "method=faulty"], env
 
 
-@pytest.fixture
-def llmlab_inproc(outputs, monkeypatch, capsys):
-    """`llmlab <args>` in this process (no fresh interpreter to import torch again): (status, stdout, stderr)."""
-    from llmlab import cli
-
-    monkeypatch.setenv("LLMLAB_OUTPUTS", str(outputs))
-    root = logging.getLogger()
-    saved = (list(root.handlers), root.level)
-
-    def call(*args: str) -> tuple[int, str, str]:
-        capsys.readouterr()
-        try:
-            code = cli.run(list(args))
-        finally:  # Hydra's job logging adds handlers (job.log) to the root logger: undo
-            for handler in root.handlers[:]:
-                if handler not in saved[0]:
-                    root.removeHandler(handler)
-                    handler.close()
-            root.setLevel(saved[1])
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return call
-
-
 def _jobs(sweep_dir: Path) -> dict[int, Path]:
     return {int(p.name): p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()}
 
