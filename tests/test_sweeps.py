@@ -231,18 +231,18 @@ def test_launcher_presets_compose(tmp_path):
 def test_auto_threads_divide_the_cores_among_parallel_jobs(monkeypatch):
     from omegaconf import OmegaConf
 
-    from llmlab import runner
+    from llmlab import threads
 
     class FakeHydra:
         def __init__(self, launcher):
             self.launcher = OmegaConf.create(launcher)
 
-    monkeypatch.setattr(runner, "cpu_cores", lambda: 16)
+    monkeypatch.setattr(threads, "cpu_cores", lambda: 16)
     monkeypatch.setattr("hydra.core.hydra_config.HydraConfig.initialized", staticmethod(lambda: True))
     for launcher, want in [({"n_jobs": 4}, 4), ({"n_jobs": -1}, 1), ({"n_jobs": 32}, 1),
                            ({"cpus_per_task": 6}, 6), ({"_target_": "x.BasicLauncher"}, None)]:
-        monkeypatch.setattr("hydra.core.hydra_config.HydraConfig.get", staticmethod(lambda l=launcher: FakeHydra(l)))
-        assert runner.auto_threads() == want, launcher
+        monkeypatch.setattr("hydra.core.hydra_config.HydraConfig.get", staticmethod(lambda spec=launcher: FakeHydra(spec)))
+        assert threads.auto_threads() == want, launcher
 
 
 def test_wandb_online_failure_falls_back_to_offline_once(monkeypatch, tmp_path, caplog):
