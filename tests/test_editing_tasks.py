@@ -17,7 +17,7 @@ from llmlab import models
 from llmlab.context import RunContext
 from llmlab.errors import CapabilityError, UserError
 from llmlab.methods.base import Method, NoMethod
-from llmlab.methods.editing.base import Editor
+from llmlab.methods.editing.base import Editor, prompt_target_ids
 from llmlab.metrics.editing import (
     answer_matches,
     answer_tokens,
@@ -271,7 +271,7 @@ def test_mquake_batches_and_scores(tiny_lm, tmp_path):
     class Recorder(Editor):
         name = "recorder"
 
-        def prompt_for(self, lm, query, requests):
+        def prompt_for(self, lm, query, requests, lang=None):
             seen.append(len(requests))
             return query
 
@@ -321,18 +321,32 @@ def test_llmlab_run_bizsre_ft_end_to_end(bizsre_file, tmp_path):
     assert "en_zh/reliability/token_acc" in data["metrics"] and data["main_metric"] == "reliability/token_acc"
 
 
-def test_generate_answer_skips_leading_blank_lines(tiny_lm, monkeypatch):
-    """Base models often answer a raw question on the next line: the first non-empty line counts."""
-    import llmlab.tasks.editing as editing
+def test_generate_answer_skips_leading_blank_lines():
+    """Base models often answer a raw question on the next line: the first non-blank line counts,
+    and decoding goes on until that line has ended."""
+    from llmlab.tasks.editing import answer_line, has_answer_line
 
-    tok = tiny_lm.tokenizer
-    chunks = [tok("\n", add_special_tokens=False)["input_ids"], tok("Paris\n", add_special_tokens=False)["input_ids"]]
-    calls = []
+    assert not has_answer_line("\n") and not has_answer_line(" \n\n") and not has_answer_line("Paris")
+    assert has_answer_line("\nParis\n") and has_answer_line("Paris\nThe")
+    assert answer_line("\n  Paris \nThe capital") == "Paris" and answer_line(" \n") == ""
 
-    def fake(lm, ids, max_new_tokens, stop_ids=None, stop_strings=()):
-        calls.append((len(ids), max_new_tokens))
-        return [chunks[len(calls) - 1]]
 
-    monkeypatch.setattr(editing, "greedy_generate", fake)
-    assert editing.generate_answer(tiny_lm, "Capital of France?", max_new_tokens=16) == "Paris"
-    assert len(calls) == 2 and calls[1][1] == 16 - len(chunks[0])
+def test_batched_probes_match_one_by_one(tiny_lm):
+    """Left-padded batches give each prompt the answer it gets alone (tokens and generations)."""
+    from llmlab.generation import greedy_generate
+    from llmlab.tasks.editing import argmax_on_targets, generate_answers
+
+    pairs = [("When was it founded?", "2006"), ("Capital of France, the country?", "Paris"),
+             ("The sea", "is deep and cold in the north"), ("Q", "A B")]
+    batched = argmax_on_targets(tiny_lm, pairs)
+    for (prompt, target), got in zip(pairs, batched):
+        ids, n = prompt_target_ids(tiny_lm.tokenizer, prompt, target)
+        with torch.no_grad():
+            logits = tiny_lm.model(input_ids=torch.tensor([ids])).logits[0]
+        assert got == (logits[n - 1:-1].argmax(-1).tolist(), ids[n:])
+    prompts = [p for p, _ in pairs]
+    answers = generate_answers(tiny_lm, prompts, max_new_tokens=6)
+    for prompt, answer in zip(prompts, answers):
+        alone = greedy_generate(tiny_lm, tiny_lm.encode(prompt), 6)[0]
+        text = tiny_lm.decode(alone)
+        assert answer == next((x.strip() for x in text.split("\n") if x.strip()), "")

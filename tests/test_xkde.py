@@ -38,8 +38,9 @@ def test_prompt_is_the_official_template():
         assert editor.prompt_for(None, "谁设计了X？") == data.xkde_prompt("Who designed X?", "Ann", "谁设计了X？", "zh")
         assert editor.prompt_for(None, "Who made X?").startswith(
             "Please acknowledge the updated information provided below and respond to the subsequent query in English.")
-        editor.query_lang = "de"
-        assert "query in German." in editor.prompt_for(None, "Wer hat X entworfen?")
+        assert "query in German." in editor.prompt_for(None, "Wer hat X entworfen?", lang="de")
+        editor.query_lang = "zh"  # the config's override wins over the task's language
+        assert "query in Chinese." in editor.prompt_for(None, "Wer hat X entworfen?", lang="de")
     assert editor.prompt_for(None, "plain") == "plain"  # outside an edit: unchanged
     assert detect_lang("谁设计了X？") == "zh" and detect_lang("Who?") == "en" and detect_lang("Кто?") == "ru"
 

@@ -323,11 +323,12 @@ def _optimize_value(lm, module, request, templates, hp, stats):
     seqs = [p.ids + tgt[:-1] for p in rewrites] + [p.ids for p in kl]
     ids, mask = pad_right(seqs, _pad_id(tok), lm.device)
     n_rw, width = len(rewrites), ids.shape[1]
-    # Positions whose logits predict the target tokens, and the target ids there.
-    label = torch.full((n_rw, width), -100, dtype=torch.long, device=ids.device)
-    for i, p in enumerate(rewrites):
-        label[i, len(p.ids) - 1: len(p.ids) - 1 + len(tgt)] = torch.tensor(tgt, device=ids.device)
+    # Positions read by the loss: a rewrite row's len(tgt) positions that predict the target tokens,
+    # a KL row's subject lookup (repeated to the same width). Only these go through the LM head.
     lookups = [p.lookup for p in rewrites + kl]
+    read = torch.tensor([[len(p.ids) - 1 + k for k in range(len(tgt))] for p in rewrites]
+                        + [[j] * len(tgt) for j in lookups[n_rw:]], device=ids.device)
+    label = torch.tensor(tgt, device=ids.device).expand(n_rw, -1)
     at = torch.zeros((len(seqs), width, 1), device=ids.device)
     for i, j in enumerate(lookups):
         at[i, j] = 1.0
@@ -350,16 +351,13 @@ def _optimize_value(lm, module, request, templates, hp, stats):
     try:
         for it in range(hp.v_num_grad_steps):
             opt.zero_grad()
-            logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float()
-            kl_logits = logits[torch.arange(n_rw, len(seqs), device=logits.device),
-                               torch.tensor(lookups[n_rw:], device=logits.device)]
-            kl_logp = torch.log_softmax(kl_logits, dim=-1)
+            logits = logits_at(model, ids, mask, read).float()
+            kl_logp = torch.log_softmax(logits[n_rw:, 0], dim=-1)
             if kl_init is None:
                 kl_init = kl_logp.detach().clone()
             logp = torch.log_softmax(logits[:n_rw], dim=-1)
-            picked = torch.gather(logp, 2, label.clamp(min=0).unsqueeze(2)).squeeze(2)
-            keep = (label != -100).float()
-            nll_each = -(picked * keep).sum(1) / len(tgt)
+            picked = torch.gather(logp, 2, label.unsqueeze(2)).squeeze(2)
+            nll_each = -picked.sum(1) / len(tgt)
             nll = nll_each.mean()
             kl_loss = hp.kl_factor * torch.nn.functional.kl_div(kl_init, kl_logp, log_target=True,
                                                                 reduction="batchmean")
@@ -381,6 +379,18 @@ def _optimize_value(lm, module, request, templates, hp, stats):
         stats["v_loss_first"], stats["v_loss_last"] = (losses[0][0], losses[-1][0]) if losses else (None, None)
         stats["target_prob_last"] = losses[-1][2] if losses else None
     return state["init"], delta.detach().clone()
+
+
+def logits_at(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The causal LM's logits at `positions` [batch, k] only: [batch, k, vocab]. The decoder runs
+    once; the LM head (and the final soft-capping, Gemma) runs on the gathered rows, which is what
+    the model's own forward computes there. With a 262k vocabulary the head over every position of
+    ROME's 21 templated prompts costs more than the layers."""
+    hidden = model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state
+    picked = hidden.gather(1, positions.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+    logits = model.get_output_embeddings()(picked)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
 
 
 def _tensor_out_dim(module: nn.Module) -> int:

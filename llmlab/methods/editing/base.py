@@ -38,8 +38,9 @@ class Editor(Method):
         """Apply `requests` to `lm`; yield the edited LM; restore the original on exit."""
         yield lm
 
-    def prompt_for(self, lm, query: str, requests: list[EditRequest]) -> str:
-        """The prompt to evaluate `query` with, under the current edits (identity for weight editors)."""
+    def prompt_for(self, lm, query: str, requests: list[EditRequest], lang: str | None = None) -> str:
+        """The prompt to evaluate `query` with, under the current edits (identity for weight editors).
+        `lang` is the language `query` is asked in, when the task knows it."""
         return query
 
     def prepare_demonstrations(self, lm, pool: list[EditRequest]) -> None:

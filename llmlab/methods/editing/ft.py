@@ -101,12 +101,15 @@ class FT(WeightEditor):
         if n_prompt >= len(ids):
             raise UserError(f"ft: the target {request.target_new!r} adds no tokens after the prompt {request.prompt!r}.")
         input_ids = torch.tensor([ids], device=lm.device)
+        targets = input_ids[0, n_prompt:]
+        # Logits only where the loss reads them (`logits_to_keep`): the LM head over every position
+        # costs more than the layers on short prompts with a large vocabulary (Gemma 3: 262k).
         if self.objective == "prompt_last":
-            logits = lm.model(input_ids=input_ids[:, :n_prompt]).logits[0, -1].float()
-            targets = input_ids[0, n_prompt:]
+            logits = lm.model(input_ids=input_ids[:, :n_prompt], logits_to_keep=1).logits[0, -1].float()
             return -torch.log_softmax(logits, dim=-1)[targets].mean()
-        logits = lm.model(input_ids=input_ids).logits[0, n_prompt - 1:-1].float()
-        return torch.nn.functional.cross_entropy(logits, input_ids[0, n_prompt:])
+        keep = len(targets) + 1
+        logits = lm.model(input_ids=input_ids, logits_to_keep=keep).logits[0, :-1].float()
+        return torch.nn.functional.cross_entropy(logits, targets)
 
     def train(self, lm, requests: list[EditRequest], names: list[str]) -> list[float]:
         """Optimize the named weights in place (the caller restores them); returns each pass's mean loss."""

@@ -154,7 +154,7 @@ class IKE(InContextEditor):
         top = torch.topk(scores, self.max_facts).indices.tolist()
         return [requests[i] for i in top]
 
-    def prompt_for(self, lm, query: str, requests: list[EditRequest] | None = None) -> str:
+    def prompt_for(self, lm, query: str, requests: list[EditRequest] | None = None, lang: str | None = None) -> str:
         requests = self._active if requests is None else requests
         if not requests:
             return query

@@ -141,7 +141,7 @@ class ReasonKE(InContextEditor):
         return facts
 
     # -- editing ------------------------------------------------------------------------------------
-    def prompt_for(self, lm, query: str, requests: list[EditRequest] | None = None) -> str:
+    def prompt_for(self, lm, query: str, requests: list[EditRequest] | None = None, lang: str | None = None) -> str:
         requests = self.active(requests)
         if not requests:
             return query

@@ -27,9 +27,10 @@ template, for training and evaluation alike:
 
 `tlpo: false` stops after stage 1 (the `xkde_it` config: the paper's XE-IT-only ablation).
 
-Test language: the instruction names the language to answer in. It is `query_lang` when the
-task sets it (one per test language), else detected from the query's script (CJK -> Chinese,
-Cyrillic -> Russian, Thai -> Thai, otherwise English) — exact for Bi-ZsRE (en/zh).
+Test language: the instruction names the language to answer in: `query_lang` when set, else the
+language the task says the query is in (`prompt_for(..., lang=)`: Bi-ZsRE/MzsRE pass each test
+language), else one detected from the query's script (CJK -> Chinese, Cyrillic -> Russian,
+Thai -> Thai, otherwise English).
 """
 
 from __future__ import annotations
@@ -107,7 +108,7 @@ class XKDE(InContextEditor):
     budget: str = "paper"  # the scale preset (conf: ${scale.name}); "cpu" applies the `cpu` caps below
     cpu: dict = field(default_factory=dict)  # caps at scale=cpu: train_rows, tlpo_prompts, sft{...}, orpo{...}
     use_cache: bool = True  # reuse a trained checkpoint with the same signature
-    query_lang: str | None = None  # set by the task per test language; null: detected from the query
+    query_lang: str | None = None  # forces the answer language; null: the task's test language, else detected
 
     def __post_init__(self):
         if self.scorer not in SCORERS:
@@ -251,11 +252,11 @@ class XKDE(InContextEditor):
         return pairs
 
     # -- editing --------------------------------------------------------------------------------------
-    def prompt_for(self, lm, query: str, requests: list[EditRequest] | None = None) -> str:
+    def prompt_for(self, lm, query: str, requests: list[EditRequest] | None = None, lang: str | None = None) -> str:
         requests = self.active(requests)
         if not requests:
             return query
-        lang = self.query_lang or detect_lang(query)
+        lang = self.query_lang or lang or detect_lang(query)
         update = "\n".join(f"{r.prompt} {r.target_new}" for r in requests)  # one line per edit (official: one edit)
         return data.update_prompt(update, query, lang)
 
