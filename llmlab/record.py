@@ -99,6 +99,24 @@ def iter_results(root: Path) -> Iterable[tuple[Path, dict]]:
             yield path, data
 
 
+def iter_reused(root: Path) -> Iterable[tuple[Path, dict, str | None]]:
+    """(result path, result, experiment) for every job skipped because an identical result
+    existed: the result then belongs to the skipping job's experiment as well (signatures leave
+    the experiment name out, so two experiments that run the same config share one result)."""
+    root = Path(root)
+    if not root.exists():
+        return
+    for marker in sorted(root.rglob(SKIPPED)):
+        try:
+            info = json.loads(marker.read_text(encoding="utf-8"))
+            path = Path(info["result"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        data = read_results(path)
+        if data is not None and data.get("signature") == info.get("signature"):
+            yield path, data, info.get("experiment_name")
+
+
 _HEAD_BYTES = 1024
 _HEAD_SIGNATURE = re.compile(r'"signature":\s*"([^"]*)"')
 

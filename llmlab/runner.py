@@ -24,7 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from llmlab import record, tracking
+from llmlab import distributed, record, tracking
 from llmlab.checks import build, check_run_settings, resolve
 from llmlab.threads import configure_threads, launcher_name
 from llmlab.context import RunContext
@@ -76,7 +76,8 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
         if done is not None:
             log.info("skipping: a complete result with signature %s exists at %s", sig, done)
             print(f"[llmlab] skipped (signature {sig} already complete): {done}", flush=True)
-            record.write_json(ctx.path(record.SKIPPED), {"signature": sig, "result": str(done)})
+            record.write_json(ctx.path(record.SKIPPED), {"signature": sig, "result": str(done),
+                                                         "experiment_name": config.get("experiment_name")})
             data = record.read_results(done) or {}
             data["skipped"] = True
             return data
@@ -84,7 +85,8 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
     ctx.seed, ctx.limit = int(config["seed"]), config.get("limit")
     group = config.get("experiment_name") or (Path(sweep_dir).name if sweep_dir else None)
     run_name = "-".join(str(choices.get(k, "")) for k in ("model", "method", "task")) or job_dir.name
-    tracker = tracking.start(config.get("logger") or {}, config, run_name, group, job_dir)
+    main = distributed.is_main()  # under accelerate/torchrun: rank 0 evaluates, records and logs
+    tracker = tracking.start(config.get("logger") or {} if main else {}, config, run_name, group, job_dir)
     ctx.tracker = tracker
     try:
         runtime = {"torch_threads": configure_threads(config.get("threads")), "launcher": launcher_name()}
@@ -96,6 +98,10 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
             lm = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype, seed=ctx.seed)
         with ctx.timer("prepare"):
             lm = method.prepare(lm, ctx)
+        if not main:
+            print(f"[llmlab] rank {distributed.rank()}/{distributed.world_size()}: prepare done; "
+                  f"rank 0 evaluates and records", flush=True)
+            return {"status": "prepared", "rank": distributed.rank(), "signature": sig}
         seed_everything(ctx.seed)
         with ctx.timer("evaluate"):
             scores = task.evaluate(lm, method, ctx)

@@ -66,12 +66,13 @@ def load_spec(name: str, conf_dir: Path = CONF_DIR) -> dict:
 
 def collect(spec: dict, root: Path, where: dict | None = None) -> list[dict]:
     """Complete results of the spec's experiment under `root` that match `where` (config path: value)."""
-    rows = []
-    for path, data in record.iter_results(root):
-        if data.get("experiment_name") != spec["experiment_name"]:
+    rows, seen = [], set()
+    own = ((p, d) for p, d in record.iter_results(root) if d.get("experiment_name") == spec["experiment_name"])
+    reused = ((p, d) for p, d, exp in record.iter_reused(root) if exp == spec["experiment_name"])
+    for path, data in (*own, *reused):  # reused: another experiment's identical job, skipped by this one
+        if str(path) in seen or any(not _same(lookup(data, k), v) for k, v in (where or {}).items()):
             continue
-        if any(not _same(lookup(data, k), v) for k, v in (where or {}).items()):
-            continue
+        seen.add(str(path))
         data["_path"] = str(path)
         rows.append(data)
     return rows

@@ -82,3 +82,22 @@ def test_shell_completion_through_the_run_subcommand(outputs):
     line = "llmlab run method=sn"
     proc = run_llmlab(["-sc", "query=bash"], outputs, env={"COMP_LINE": line, "COMP_POINT": str(len(line))})
     assert proc.stdout.split() == ["method=snapkv"]
+
+
+def test_under_a_multi_process_launcher_only_rank_zero_records(llmlab_inproc, outputs, monkeypatch):
+    """accelerate/torchrun set RANK/WORLD_SIZE: every rank prepares, rank 0 alone evaluates and writes."""
+    from llmlab import distributed
+
+    fast = ["model=tiny-llama", "task=needle", "task.context_lengths=[32]", "task.depths=[0]",
+            "task.max_new_tokens=2", "task.heatmap=false", "logger=none"]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("RANK", "1")
+    assert distributed.device_for("cuda") == "cuda:1" and distributed.device_for("cpu") == "cpu"
+    code, out, _ = llmlab_inproc(*fast)
+    assert code == 0 and "rank 1/2: prepare done" in out
+    assert not list(outputs.rglob("results.json")) and not list(outputs.rglob("predictions.jsonl"))
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    code, out, _ = llmlab_inproc(*fast)
+    assert code == 0 and len(list(outputs.rglob("results.json"))) == 1

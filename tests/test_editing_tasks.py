@@ -292,14 +292,17 @@ def test_mquake_counts_a_correct_answer(tiny_lm, tmp_path, monkeypatch):
 
     write(tmp_path / "m.json", [mquake_case(0), mquake_case(1)])
 
-    def fake_generate(lm, prompt, chat=False, max_new_tokens=16):
+    def answer(prompt):
         if "sport of" in prompt and "Q:" not in prompt:
             return "cricket"  # every cloze right
         if prompt.endswith("originated? A:"):  # question 1 of each case
             return "Oderzo" if "Town F.C. 0" in prompt else "London"
         return "Italy" if "cricket" in prompt else "nothing"
 
-    monkeypatch.setattr(mq, "generate_answer", fake_generate)
+    def fake_generate(lm, prompts, chat=False, max_new_tokens=16):
+        return [answer(p) for p in prompts]
+
+    monkeypatch.setattr(mq, "generate_answers", fake_generate)
     scores = MQuAKE(data_path=str(tmp_path / "m.json")).evaluate(tiny_lm, NoMethod(), ctx(tmp_path))
     assert scores.metrics["edit_wise/cloze_match"] == 1.0
     assert scores.metrics["multihop/fewshot_em"] == 0.5

@@ -147,4 +147,4 @@ def test_training_lowers_loss_and_is_cached(tmp_path, monkeypatch, encoder):
     e2.prepare_demonstrations(lm2, _requests(CASES))
     with e2.edit(lm2, _requests(CASES[:1])):
         out = e2.answer(lm2, CASES[0]["questions"][0])
-    assert isinstance(out, str) and e2.last_output  # generated a chain (random tiny model: any text)
+    assert isinstance(out, str) and e2.last_outputs[0]  # generated a chain (random tiny model: any text)

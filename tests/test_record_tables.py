@@ -89,3 +89,24 @@ def test_plot_ignores_the_table_filter(tmp_path, monkeypatch):
     md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
     assert "| snapkv | 1.00 |" in md and "2.00" not in md
     assert seen["n"] == 2
+
+
+def test_a_result_reused_by_another_experiment_shows_in_both_tables(tmp_path):
+    """Signatures leave the experiment out: a job skipped because another experiment already ran
+    the same config counts for the skipping experiment's table too (and only through its marker)."""
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    for name in ("demo", "second"):
+        (conf / f"{name}.yaml").write_text(f"experiment_name: {name}\ntable:\n  rows: method\n  columns: [avg]\n")
+    root = tmp_path / "outputs"
+    shared = root / "a" / "results.json"
+    record.write_json(shared, _result("snapkv", 64, {"avg": 1.0}))
+    record.write_json(root / "b" / "results.json", _result("h2o", 64, {"avg": 3.0}, exp="second"))
+    record.write_json(root / "c" / record.SKIPPED, {"signature": "snapkv64", "result": str(shared),
+                                                    "experiment_name": "second"})
+    record.write_json(root / "d" / record.SKIPPED, {"signature": "stale", "result": str(shared),
+                                                    "experiment_name": "second"})  # not that result: ignored
+    md, _ = tables.build("second", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    assert "| snapkv | 1.00 |" in md and "| h2o | 3.00 |" in md and "several results" not in md
+    md, _ = tables.build("demo", root, tmp_path / "t2", conf_dir=tmp_path / "conf")
+    assert "| snapkv | 1.00 |" in md and "h2o" not in md

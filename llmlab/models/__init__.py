@@ -59,9 +59,11 @@ def load(spec, device: str = "cpu", dtype: str | None = None, seed: int = 0) -> 
 
 
 def _device(device: str) -> str:
+    from llmlab.distributed import device_for
+
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return device_for(device)  # one GPU per process under accelerate/torchrun
 
 
 def _from_dir(path, spec: dict, dtype: str, device: str, encoder: bool = False):

@@ -40,7 +40,7 @@ from llmlab.tasks.base import Scores, Task
 from llmlab.tasks.editing import (
     applied,
     editor_of,
-    generate_answer,
+    generate_answers,
     offer_demonstrations,
     prompt_under,
     read_json_data,
@@ -184,12 +184,13 @@ class MQuAKE(Task):
             raise UserError(f"mquake: expected a JSON list of cases, got {type(data).__name__}.")
         return [parse_case(raw, i) for i, raw in enumerate(data)]
 
-    def ask(self, lm, editor, requests, question: str, fewshot: str) -> str:
-        own = getattr(editor, "answer", None)  # editors with their own answering protocol (Reason-KE chains)
+    def ask(self, lm, editor, requests, questions: list[str], fewshot: str) -> list[str]:
+        """The answers to `questions` under the edits, decoded as one batch."""
+        own = getattr(editor, "answers", None)  # editors with their own answering protocol (Reason-KE chains)
         if own is not None:
-            return own(lm, question, requests)
-        query = f"{fewshot}\nQ: {question} A:"
-        return generate_answer(lm, prompt_under(editor, lm, query, requests), self.chat, self.max_new_tokens)
+            return own(lm, questions, requests)
+        prompts = [prompt_under(editor, lm, f"{fewshot}\nQ: {q} A:", requests) for q in questions]
+        return generate_answers(lm, prompts, self.chat, self.max_new_tokens)
 
     def evaluate(self, lm, method, ctx) -> Scores:
         editor = editor_of(method, self.name)
@@ -229,20 +230,21 @@ class MQuAKE(Task):
         return Scores(metrics=metrics, predictions=predictions, main_metric="multihop/fewshot_em", info=info)
 
     def score_case(self, lm, editor, requests, case: Case, fewshot: str) -> dict:
-        edits = []
-        for r in case.requests:
-            generation = generate_answer(lm, prompt_under(editor, lm, r.prompt, requests), self.chat, self.max_new_tokens)
-            edits.append({"cloze": r.prompt, "target_new": r.target_new, "generation": generation,
-                          "correct": starts_with_answer(generation, [r.target_new])})
-        hops = []
-        for question, answers in case.single_hops:
-            generation = self.ask(lm, editor, requests, question, fewshot)
-            hops.append({"question": question, "generation": generation, "correct": answer_matches(generation, answers)})
-        multihop = []
-        for question in case.questions:
-            generation = self.ask(lm, editor, requests, question, fewshot)
-            multihop.append({"question": question, "generation": generation,
-                             "correct": answer_matches(generation, case.answers)})
+        clozes = generate_answers(lm, [prompt_under(editor, lm, r.prompt, requests) for r in case.requests],
+                                  self.chat, self.max_new_tokens)
+        edits = [{"cloze": r.prompt, "target_new": r.target_new, "generation": generation,
+                  "correct": starts_with_answer(generation, [r.target_new])}
+                 for r, generation in zip(case.requests, clozes)]
+        asked = [q for q, _ in case.single_hops] + list(case.questions)
+        generations = self.ask(lm, editor, requests, asked, fewshot)
+        chains = list(getattr(editor, "last_outputs", None) or [])  # raw outputs, when the editor keeps them
+        hops = [{"question": q, "generation": g, "correct": answer_matches(g, answers)}
+                for (q, answers), g in zip(case.single_hops, generations)]
+        multihop = [{"question": q, "generation": g, "correct": answer_matches(g, case.answers)}
+                    for q, g in zip(case.questions, generations[len(hops):])]
+        if len(chains) == len(asked):
+            for record, chain in zip(hops + multihop, chains):
+                record["output"] = chain
         return {"case_id": case.case_id, "new_answer": case.answers[0], "edits": edits, "single_hops": hops,
                 "questions": multihop, "multihop_correct": any(q["correct"] for q in multihop),
                 "instance_correct": bool(hops) and all(h["correct"] for h in hops)}

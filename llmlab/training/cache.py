@@ -59,6 +59,10 @@ class TrainedCheckpoint:
     def save(self, lm, history: list[dict]) -> Path:
         from safetensors.torch import save_model
 
+        from llmlab.distributed import is_main
+
+        if not is_main():  # under accelerate/torchrun one process writes the checkpoint
+            return self.path
         with atomic_dir(self.path) as tmp:
             save_model(lm.model, str(tmp / "model.safetensors"))
             (tmp / "history.json").write_text(json.dumps(history, indent=1, default=float))

@@ -29,7 +29,7 @@ from typing import ClassVar
 
 from llmlab.data import reason_ke as data
 from llmlab.errors import UserError
-from llmlab.generation import greedy_generate
+from llmlab.generation import greedy_generate_padded
 from llmlab.methods.editing.base import EditRequest, InContextEditor
 from llmlab.training import TrainedCheckpoint, TrainSettings, plot_losses, sft, signature
 from llmlab.training.cache import base_identity
@@ -70,7 +70,7 @@ class ReasonKE(InContextEditor):
         self._pool: data.FactPool | None = None
         self._active: list[EditRequest] = []
         self._facts: dict = {}
-        self.last_output = ""
+        self.last_outputs: list[str] = []
 
     def sentence_encoder(self):
         if self._encoder is None:
@@ -147,15 +147,16 @@ class ReasonKE(InContextEditor):
             return query
         return data.reason_prompt(". ".join(self.facts_for(requests, query)), query)
 
-    def generate(self, lm, prompt: str) -> str:
-        ids = lm.encode(prompt, chat=uses_chat(lm, self.chat))[-lm.max_length:]
-        out = greedy_generate(lm, ids, self.max_new_tokens)[0]
-        return lm.decode(out)
+    def answers(self, lm, questions: list[str], requests: list[EditRequest] | None = None) -> list[str]:
+        """The parsed "[Answer]:" of the chain generated for each question under the edits: greedy,
+        up to `max_new_tokens` or EOS (eval_rasoning.py), the questions decoded as one batch."""
+        chat = uses_chat(lm, self.chat)
+        rows = [lm.encode(self.prompt_for(lm, q, requests), chat=chat)[-lm.max_length:] for q in questions]
+        self.last_outputs = [lm.decode(ids) for ids in greedy_generate_padded(lm, rows, self.max_new_tokens)]
+        return [data.parse_answer(text) for text in self.last_outputs]
 
     def answer(self, lm, question: str, requests: list[EditRequest] | None = None) -> str:
-        """The parsed "[Answer]:" of the chain generated for `question` under the edits."""
-        self.last_output = self.generate(lm, self.prompt_for(lm, question, requests))
-        return data.parse_answer(self.last_output)
+        return self.answers(lm, [question], requests)[0]
 
     def describe(self) -> dict:
         return {"trained": self.train, "distractors": self.distractors, "leak_answer": self.leak_answer,
