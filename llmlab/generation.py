@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from llmlab.batching import pad_id, padded
+
 
 @torch.inference_mode()
 def greedy_generate(
@@ -75,27 +77,6 @@ def _eos_ids(lm) -> set[int]:
     return ids
 
 
-def left_padded(rows: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask, position_ids) of variable-length rows padded on the left, so that
-    every row ends at the last column; positions count each row's own tokens from 0."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        if row:
-            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
-            mask[i, width - len(row):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids.to(device), mask.to(device), positions.to(device)
-
-
-def pad_id(tokenizer) -> int:
-    for value in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if isinstance(value, int):
-            return value
-    return 0  # pragma: no cover
-
-
 @torch.inference_mode()
 def greedy_generate_padded(lm, prompts: list[list[int]], max_new_tokens: int, finished=None,
                            batch_size: int = 16) -> list[list[int]]:
@@ -114,7 +95,7 @@ def greedy_generate_padded(lm, prompts: list[list[int]], max_new_tokens: int, fi
 
 def _padded_batch(lm, prompts, max_new_tokens, finished):
     model, stop = lm.model, _eos_ids(lm)
-    ids, mask, positions = left_padded(prompts, pad_id(lm.tokenizer), lm.device)
+    ids, mask, positions = padded(prompts, pad_id(lm.tokenizer), lm.device, side="left")
     cache = DynamicCache(config=model.config)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                 logits_to_keep=1)

@@ -38,7 +38,8 @@ import torch
 from tqdm.auto import tqdm
 
 from llmlab.errors import UserError, require
-from llmlab.generation import greedy_generate_padded, left_padded, pad_id
+from llmlab.batching import pad_id, padded
+from llmlab.generation import greedy_generate_padded
 from llmlab.methods.editing.base import EditRequest, prompt_target_ids
 from llmlab.metrics.editing import (
     exact_match_ml,
@@ -136,7 +137,7 @@ def argmax_on_targets(lm, pairs: list[tuple[str, str]], chat: bool = False) -> l
     scored = [i for i, (ids, n) in enumerate(rows) if 0 < n < len(ids)]
     for start in range(0, len(scored), BATCH):
         chunk = scored[start:start + BATCH]
-        ids, mask, positions = left_padded([rows[i][0] for i in chunk], pad_id(lm.tokenizer), lm.device)
+        ids, mask, positions = padded([rows[i][0] for i in chunk], pad_id(lm.tokenizer), lm.device, side="left")
         spans = [len(rows[i][0]) - rows[i][1] for i in chunk]
         keep = max(spans) + 1
         logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from llmlab.batching import pad_id, padded
 from llmlab.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -173,23 +174,6 @@ def template_prompts(tokenizer, templates: list[str], prompt: str, subject: str)
     return out
 
 
-def pad_right(seqs: list[list[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
-    return ids.to(device), mask.to(device)
-
-
-def _pad_id(tokenizer) -> int:
-    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if tid is not None:
-            return int(tid)
-    return 0  # pragma: no cover
-
-
 # --------------------------------------------------------------------------- context templates
 
 _TEMPLATE_CACHE: dict[tuple, list[list[str]]] = {}
@@ -219,7 +203,7 @@ def context_templates(lm, length_params, seed: int = 0) -> list[list[str]]:
                     new = max(1, length - (ids.shape[1] - 1))
                     out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=5,
                                          top_p=1.0, temperature=1.0, max_new_tokens=new, min_new_tokens=new,
-                                         num_return_sequences=n, pad_token_id=_pad_id(tok))
+                                         num_return_sequences=n, pad_token_id=pad_id(tok))
                     for row in out:
                         text = tok.decode(row, skip_special_tokens=True)
                         text = re.sub(r"\s+", " ", text.replace("{", " ").replace("}", " ")).strip()
@@ -269,7 +253,7 @@ def io_at(lm, module: nn.Module, prompts: list[Prompt], batch_size: int = 32) ->
         with torch.no_grad():
             for i in range(0, len(prompts), batch_size):
                 chunk = prompts[i: i + batch_size]
-                ids, mask = pad_right([p.ids for p in chunk], _pad_id(lm.tokenizer), lm.device)
+                ids, mask, _ = padded([p.ids for p in chunk], pad_id(lm.tokenizer), lm.device)
                 lm.model(input_ids=ids, attention_mask=mask, use_cache=False)
                 rows = torch.arange(len(chunk), device=ids.device)
                 cols = torch.tensor([p.lookup for p in chunk], device=ids.device)
@@ -321,7 +305,7 @@ def _optimize_value(lm, module, request, templates, hp, stats):
     rewrites = template_prompts(tok, templates, request.prompt, request.subject)
     kl = template_prompts(tok, ["{}"], f"{request.subject} is a", request.subject)
     seqs = [p.ids + tgt[:-1] for p in rewrites] + [p.ids for p in kl]
-    ids, mask = pad_right(seqs, _pad_id(tok), lm.device)
+    ids, mask, _ = padded(seqs, pad_id(tok), lm.device)
     n_rw, width = len(rewrites), ids.shape[1]
     # Positions read by the loss: a rewrite row's len(tgt) positions that predict the target tokens,
     # a KL row's subject lookup (repeated to the same width). Only these go through the LM head.
@@ -515,7 +499,7 @@ def _collect(lm, layers: list[int], texts, max_length: int) -> dict[int, torch.T
     try:
         with torch.no_grad():
             for batch in tqdm(batches, desc=f"mom2 layers {layers}", leave=False):
-                ids, mask = pad_right(batch, _pad_id(tok), lm.device)
+                ids, mask, _ = padded(batch, pad_id(tok), lm.device)
                 mask_now["m"] = mask.bool()
                 count += int(mask.sum())
                 try:
