@@ -389,6 +389,7 @@ def _tensor_out_dim(module: nn.Module) -> int:
 # --------------------------------------------------------------------------- key second moment
 
 _MOM2_CACHE: dict[tuple, torch.Tensor] = {}
+_WARNED: set[tuple] = set()
 
 
 class _Stop(Exception):
@@ -424,7 +425,8 @@ def second_moments(lm, layers: list[int], n_samples: int, max_length: int, on_di
 
     docs = stdlib_docstrings()
     n = min(int(n_samples), len(docs))
-    if n < int(n_samples):
+    if n < int(n_samples) and (n_samples, n) not in _WARNED:
+        _WARNED.add((n_samples, n))  # once per process, not once per edit
         log.warning("mom2: %d samples asked, the local text has %d docstrings; using %d (recorded as "
                     "method_info.mom2_samples_used)", n_samples, len(docs), n)
     fp = _fingerprint(lm.model)
