@@ -179,6 +179,21 @@ def test_memit_batch_of_three_across_two_layers():
     assert editor.describe()["edits"] == 3
 
 
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_memit_flags_models_that_normalize_the_mlp_output(arch, caplog):
+    """Gemma 2/3 put a norm between the MLP and the residual add, which MEMIT's split assumes away."""
+    lm = tiny(arch)
+    editor = MEMIT(layers=[1, 2], v_num_grad_steps=2, mom2_adjustment=False, context_template_length_params=[])
+    with caplog.at_level("WARNING"):
+        for _ in range(2):
+            with editor.edit(lm, REQUESTS[:1]):
+                pass
+    info = editor.describe()
+    assert len(info["last_z_error"]) == 2
+    assert info.get("post_mlp_norm", False) == (arch == "gemma3")
+    assert caplog.text.count("post_feedforward_layernorm") == (1 if arch == "gemma3" else 0)  # once, not per edit
+
+
 def test_weights_restored_when_the_block_raises():
     lm = tiny("qwen2")
     before = params(lm)

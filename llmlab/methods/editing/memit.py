@@ -8,10 +8,17 @@ As memit_main.execute_memit:
     K     = down_proj inputs at the subjects' last tokens, averaged over templates (compute_ks.py)
     R     = (z − h_L(current weights)) / (number of edited layers from l up)
     ΔW_l  = R Kᵀ (λ C_l + K Kᵀ)⁻¹        λ = mom2_update_weight, C_l = E[k kᵀ] at layer l
+
+The residual split assumes each layer's MLP output is added to the residual stream as it is
+(GPT-J, Llama, Qwen, Mistral). Gemma 2/3 normalize it first (`post_feedforward_layernorm`), so
+the update does not move h_L by R: on gemma3-270m the residual error grows from layer to layer
+and the target's probability falls. MEMIT warns once for such models and records `z_error` per
+layer of the last edit (`method_info.last_z_error`), which shows it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -20,6 +27,8 @@ import torch
 
 from llmlab.methods.editing import _rank_update as ru
 from llmlab.methods.editing.base import EditRequest, WeightEditor
+
+log = logging.getLogger(__name__)
 
 
 def default_layers(depth: int) -> list[int]:
@@ -56,6 +65,7 @@ class MEMIT(WeightEditor):
         self._stats = {"edits": 0, "edit_calls": 0, "edit_seconds": 0.0, "mom2_seconds": 0.0, "template_seconds": 0.0,
                        "z_seconds": 0.0}
         self.last_edit: dict = {}
+        self._warned = False
 
     def edited_weights(self, lm) -> list[str]:
         return [ru.down_proj_weight_name(lm.model, layer) for layer in self.resolved_layers(lm)]
@@ -79,6 +89,14 @@ class MEMIT(WeightEditor):
             d = ru.down_proj(lm.model, layers[0]).in_features
             covs = {layer: torch.eye(d, device=lm.device) for layer in layers}
 
+        if any(hasattr(ru.decoder_layers(lm.model)[layer], "post_feedforward_layernorm") for layer in layers):
+            self._stats["post_mlp_norm"] = True
+            if not self._warned:
+                self._warned = True
+                log.warning("memit: %s normalizes each MLP output before the residual add "
+                            "(post_feedforward_layernorm): MEMIT's residual update assumes it is added as it is, "
+                            "so its edits miss (see method_info.last_z_error). ROME or FT suit this model better.",
+                            type(lm.model).__name__)
         # z at the last edited layer, one optimization per request (compute_z.py).
         t = time.perf_counter()
         blocks = ru.decoder_layers(lm.model)
@@ -108,6 +126,7 @@ class MEMIT(WeightEditor):
             per_layer.append({"layer": layer, "z_error": float(targets.norm(dim=0).mean()),
                               "update_norm": float(upd.norm())})
         self.last_edit = {"requests": infos, "layers": per_layer}
+        self._stats["last_z_error"] = [round(x["z_error"], 3) for x in per_layer]
         self._stats["edits"] += len(requests)
         self._stats["edit_calls"] += 1
         self._stats["edit_seconds"] += time.perf_counter() - start
