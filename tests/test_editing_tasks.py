@@ -353,3 +353,14 @@ def test_batched_probes_match_one_by_one(tiny_lm):
         alone = greedy_generate(tiny_lm, tiny_lm.encode(prompt), 6)[0]
         text = tiny_lm.decode(alone)
         assert answer == next((x.strip() for x in text.split("\n") if x.strip()), "")
+
+
+def test_edit_rate_is_reported_only_for_editors_that_write_weights():
+    from llmlab.methods.editing.base import InContextEditor
+    from llmlab.methods.editing.ft import FT
+    from llmlab.tasks.editing import edit_rate
+
+    assert edit_rate(FT(), {"edits": 2, "edit_s": 4.0}) == {"edits": 2, "edit_seconds": 4.0, "edits_per_second": 0.5}
+    in_context = edit_rate(InContextEditor(), {"edits": 2, "edit_s": 1e-6})
+    assert in_context["edits"] == 2 and "edits_per_second" not in in_context
+    assert edit_rate(None, {}) == {}

@@ -97,6 +97,18 @@ def applied(editor, lm, requests: list[EditRequest], clock: dict | None = None):
         yield edited
 
 
+def edit_rate(editor, clock: dict) -> dict:
+    """`edits`, `edit_seconds` and, for editors that write weights, `edits_per_second`. An
+    in-context editor's edit only stores the facts (its cost is the longer prompt, in the
+    evaluate time), so a rate would be a meaningless huge number: it is left out."""
+    if not clock.get("edits"):
+        return {}
+    out = {"edits": clock["edits"], "edit_seconds": round(clock["edit_s"], 3)}
+    if getattr(editor, "edited_weights", None) is not None and clock["edit_s"] > 0:
+        out["edits_per_second"] = clock["edits"] / clock["edit_s"]
+    return out
+
+
 def prompt_under(editor, lm, query: str, requests: list[EditRequest], lang: str | None = None) -> str:
     """The prompt under the edits: the editor's `prompt_for` (IKE), else the query itself. `lang`
     is the language the query is asked in, when the task knows it (X-KDE names it)."""
@@ -342,10 +354,7 @@ class ZsreStyleTask(Task):
                 per_direction = [v for v in per_direction if v is not None and not math.isnan(v)]
                 if per_direction:
                     metrics[f"{probe}/{metric}"] = sum(per_direction) / len(per_direction)
-        if clock.get("edits"):
-            ctx.extra["edits"] = clock["edits"]
-            ctx.extra["edit_seconds"] = round(clock["edit_s"], 3)
-            ctx.extra["edits_per_second"] = clock["edits"] / clock["edit_s"] if clock["edit_s"] else math.inf
+        ctx.extra.update(edit_rate(editor, clock))
         main = f"reliability/{self.metrics[0]}"
         info = {"directions": [f"{e}_{t}" for e, t in directions], "cases": len(selected), "chat": self.chat,
                 "metrics": {m: METRIC_INFO[m] for m in self.metrics}}

@@ -39,6 +39,7 @@ from llmlab.metrics.editing import answer_matches, answer_tokens
 from llmlab.tasks.base import Scores, Task
 from llmlab.tasks.editing import (
     applied,
+    edit_rate,
     editor_of,
     generate_answers,
     offer_demonstrations,
@@ -220,9 +221,7 @@ class MQuAKE(Task):
             "edit_wise/cloze_match": totals["edit_wise"] / max(1, totals["rewrites"]),
             "instance_wise/fewshot_em": totals["instance_wise"] / n,
         }
-        if clock.get("edits"):
-            ctx.extra.update(edits=clock["edits"], edit_seconds=round(clock["edit_s"], 3),
-                             edits_per_second=clock["edits"] / clock["edit_s"] if clock["edit_s"] else float("inf"))
+        ctx.extra.update(edit_rate(editor, clock))
         info = {"edit_batch_size": size, "cases": len(selected), "batches": len(batches),
                 "metrics": {"multihop/fewshot_em": "any of the 3 questions: greedy answer == new_answer or alias",
                             "edit_wise/cloze_match": "rewrite cloze, zero-shot: generation starts with target_new",
