@@ -279,6 +279,7 @@ def test_mquake_batches_and_scores(tiny_lm, tmp_path):
     scores = task.evaluate(tiny_lm, Recorder(), ctx(tmp_path))
     assert set(scores.metrics) == {"multihop/fewshot_em", "edit_wise/cloze_match", "instance_wise/fewshot_em"}
     assert scores.info["batches"] == 2 and sorted(set(seen)) == [1, 2]
+    assert scores.info["answers"].startswith("few-shot")  # Recorder has no answering protocol of its own
     assert all(0.0 <= v <= 1.0 for v in scores.metrics.values())
     assert len(scores.predictions) == 3 and len(scores.predictions[0]["questions"]) == 3
     with pytest.raises(UserError, match="edit_batch_size"):

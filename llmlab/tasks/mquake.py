@@ -223,6 +223,8 @@ class MQuAKE(Task):
         }
         ctx.extra.update(edit_rate(editor, clock))
         info = {"edit_batch_size": size, "cases": len(selected), "batches": len(batches),
+                "answers": ("the editor's own protocol: " + type(editor).__name__ if getattr(editor, "answers", None)
+                            else "few-shot prompting (MQuAKE multihop prompt)"),
                 "metrics": {"multihop/fewshot_em": "any of the 3 questions: greedy answer == new_answer or alias",
                             "edit_wise/cloze_match": "rewrite cloze, zero-shot: generation starts with target_new",
                             "instance_wise/fewshot_em": "all new single hops answered (answer or alias)"}}
