@@ -2,15 +2,21 @@
 
 A method's hyperparameters are dataclass fields filled from conf/method/<name>.yaml.
 `prepare` changes weights once per run (train, prune, quantize); `apply` patches inference
-(hooks) and undoes the patch on exit. Families add one capability each (a KV press's
-`compress`, an editor's `edit`, ...), which tasks ask for by name.
+(hooks) and undoes the patch on exit. A family's base class also inherits the capability it
+provides (llmlab.capabilities: `KVCompression`, `Editing`, ...), which tasks check for.
+
+One reporting channel: a method describes its own facts. `report()` returns what it measured
+over the run (KV bytes held, edit time, sparsity reached, FLOPs, training losses) for
+`results.json`'s `method_info`; `summary()` is one line the runner prints; `example_facts()`
+gives the facts of the last call, which the task loop attaches to that example's prediction.
+Tasks and the runner record and print them without knowing the family.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -27,8 +33,16 @@ class Method:
         """Inference-time patch, undone on exit."""
         yield lm
 
-    def describe(self) -> dict:
-        """Facts about this method worth recording beside the scores."""
+    def report(self) -> dict[str, Any]:
+        """Facts about what this method did in the run, recorded beside the scores."""
+        return {}
+
+    def summary(self) -> str | None:
+        """One line for the console (e.g. "KV held 0.4 MiB vs full 3.1 MiB per prompt (13%)")."""
+        return None
+
+    def example_facts(self) -> dict[str, Any]:
+        """Facts of the last call (one example), attached to its prediction by the task loop."""
         return {}
 
 

@@ -1,0 +1,79 @@
+"""Model probes: what a model predicts for a prompt, teacher-forced or generated, in batches.
+
+- `prompt_target_ids`: ids of `prompt + " " + target` and the prompt's length (EasyEdit's split).
+- `argmax_on_targets`: teacher-forced argmax tokens at the target positions, with the gold ids.
+- `generate_answers`: the first non-blank line of each prompt's greedy continuation.
+
+Rows are batched with left padding; only the positions read go through the LM head (a 262k
+vocabulary head over every position costs more than the layers on short prompts).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from llmlab.batching import pad_id, padded
+
+BATCH = 8  # probes per forward: logits are batch x target length x vocab (Gemma 3: 262k)
+
+
+def prompt_target_ids(tokenizer, prompt: str, target: str) -> tuple[list[int], int]:
+    """Token ids of `prompt + " " + target` and the number of prompt tokens: the target tokens are
+    `ids[n_prompt:]` (EasyEdit's split: the prompt is tokenized alone, the pair together)."""
+    n_prompt = len(tokenizer(prompt)["input_ids"])
+    ids = list(tokenizer(f"{prompt} {target}")["input_ids"])
+    return ids, min(n_prompt, len(ids))
+
+
+def pair_ids(lm, prompt: str, target: str, chat: bool) -> tuple[list[int], int]:
+    """Ids of prompt followed by target, and the prompt's length (chat: target after the template)."""
+    if chat and getattr(lm.tokenizer, "chat_template", None):
+        head = lm.encode(prompt, chat=True)
+        return head + lm.encode(target, add_special_tokens=False), len(head)
+    return prompt_target_ids(lm.tokenizer, prompt, target)
+
+
+@torch.no_grad()
+def argmax_on_targets(lm, pairs: list[tuple[str, str]], chat: bool = False) -> list[tuple[list[int], list[int]]]:
+    """Teacher-forced argmax predictions at the target positions, and the gold target ids, for each
+    (prompt, target) pair. Pairs are batched with left padding, so every row's target ends at the
+    last column and only the last (longest target + 1) positions go through the LM head."""
+    rows = []
+    for prompt, target in pairs:
+        ids, n = pair_ids(lm, prompt, target, chat)
+        cut = max(0, len(ids) - lm.max_length)
+        rows.append((ids[cut:], max(0, n - cut)))
+    results: list[tuple[list[int], list[int]]] = [([], []) for _ in pairs]
+    scored = [i for i, (ids, n) in enumerate(rows) if 0 < n < len(ids)]
+    for start in range(0, len(scored), BATCH):
+        chunk = scored[start:start + BATCH]
+        ids, mask, positions = padded([rows[i][0] for i in chunk], pad_id(lm.tokenizer), lm.device, side="left")
+        spans = [len(rows[i][0]) - rows[i][1] for i in chunk]
+        keep = max(spans) + 1
+        logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        for b, i in enumerate(chunk):
+            predicted = logits[b, keep - 1 - spans[b]:keep - 1].argmax(-1).tolist()
+            results[i] = (predicted, rows[i][0][rows[i][1]:])
+    return results
+
+
+def has_answer_line(text: str) -> bool:
+    """A non-blank line has ended (a newline follows it): the answer is complete."""
+    return any(line.strip() for line in text.split("\n")[:-1])
+
+
+def answer_line(text: str) -> str:
+    """The first non-blank line, stripped. Base models often start a raw question's answer on a
+    new line, so leading blank lines are skipped rather than read as an empty answer."""
+    return next((line.strip() for line in text.split("\n") if line.strip()), "")
+
+
+def generate_answers(lm, prompts: list[str], chat: bool = False, max_new_tokens: int = 32) -> list[str]:
+    """The first non-blank line of the greedy continuation of each prompt (at most
+    `max_new_tokens` tokens in all), batched with left padding."""
+    from llmlab.generation import greedy_generate_padded
+
+    rows = [lm.encode(p, chat=chat)[-lm.max_length:] for p in prompts]
+    outputs = greedy_generate_padded(lm, rows, max_new_tokens, finished=lambda ids: has_answer_line(lm.decode(ids)),
+                                     batch_size=BATCH)
+    return [answer_line(lm.decode(ids)) for ids in outputs]
