@@ -119,7 +119,8 @@ def run(overrides: list[str]) -> int:
 
 
 def normalize_overrides(overrides: list[str]) -> list[str]:
-    """`+rerun=true` (append) on a run setting that config.yaml already has means set it: `++rerun=true`."""
+    """`+rerun=true` (append) on a run setting that config.yaml already has means set it: `++rerun=true`;
+    `+experiment=x` (the older spelling) means `experiment=x`."""
     from omegaconf import OmegaConf
 
     try:
@@ -129,6 +130,9 @@ def normalize_overrides(overrides: list[str]) -> list[str]:
     out = []
     for o in overrides:
         key = o[1:].split("=", 1)[0]
+        if o.startswith("+experiment=") or o.startswith("++experiment="):
+            out.append(o.lstrip("+"))  # `experiment` is in config.yaml's defaults list: choosing it is a plain override
+            continue
         out.append("+" + o if o.startswith("+") and not o.startswith("++") and "=" in o and key in settings else o)
     return out
 
@@ -301,7 +305,7 @@ def reproduce(args: list[str]) -> int:
               + ", ".join(sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))), file=sys.stderr)
         return 2
     name, overrides = args[0], args[1:]
-    code = run(["-m", f"+experiment={name}", *overrides])
+    code = run(["-m", f"experiment={name}", *overrides])
     from llmlab.tables import main as table_main
 
     return max(code, table_main([name]))
