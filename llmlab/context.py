@@ -9,6 +9,9 @@ from pathlib import Path
 from typing import Any
 
 
+TRAIN_LOG = "train_log.csv"
+
+
 @dataclass
 class RunContext:
     out_dir: Path
@@ -37,3 +40,16 @@ class RunContext:
     def add_artifact(self, path: Path) -> Path:
         self.artifacts.append(Path(path))
         return Path(path)
+
+    def log_step(self, stage: str, step: int, values: dict[str, float]) -> None:
+        """One training step's numbers (loss, learning rate, ...): rows `stage,step,name,value` of
+        `train_log.csv` beside results.json, and the job's W&B run (`<stage>/<name>`)."""
+        path = self.path(TRAIN_LOG)
+        new = not path.exists()
+        with open(path, "a", encoding="utf-8") as f:
+            if new:
+                f.write("stage,step,name,value\n")
+            for name, value in values.items():
+                f.write(f"{stage},{int(step)},{name},{float(value)!r}\n")
+        if self.tracker is not None:
+            self.tracker.log_step(stage, int(step), values)

@@ -41,6 +41,16 @@ class Tracker:
         except Exception as err:  # never lose local results to W&B
             _warn(f"W&B logging failed ({err}); local results are complete.")
 
+    def log_step(self, stage: str, step: int, values: dict) -> None:
+        """Training curves: `<stage>/<name>` against the stage's own step axis."""
+        if self.run is None:
+            return
+        try:
+            self.run.define_metric(f"{stage}/*", step_metric=f"{stage}/step")
+            self.run.log({f"{stage}/step": step, **{f"{stage}/{k}": v for k, v in values.items()}})
+        except Exception as err:  # never lose local results to W&B
+            _warn(f"W&B step logging failed ({err}); train_log.csv has the numbers.")
+
     def finish(self, failed: bool = False) -> None:
         if self.run is None:
             return
