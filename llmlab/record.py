@@ -212,6 +212,13 @@ def peak_memory() -> dict[str, float]:
     return out
 
 
+def _metric_info(metrics: dict) -> dict:
+    """What each recorded metric computes and which direction is better (llmlab.metrics.registry)."""
+    from llmlab.metrics.registry import info_for
+
+    return info_for(metrics)
+
+
 def build_results(*, status: str, sig: str, config: dict, choices: dict, overrides: list[str], out_dir: Path,
                   metrics: dict | None = None, main_metric: str | None = None, info: dict | None = None,
                   extra: dict | None = None, timings: dict | None = None, method: dict | None = None,
@@ -224,6 +231,7 @@ def build_results(*, status: str, sig: str, config: dict, choices: dict, overrid
         "overrides": overrides,
         "metrics": metrics or {},
         "main_metric": main_metric,
+        "metric_info": _metric_info(metrics or {}),
         "info": info or {},
         "extra": extra or {},
         "method_info": method or {},

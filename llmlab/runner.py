@@ -93,6 +93,9 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
         seed_everything(ctx.seed)
         method = build(cfg.method, "method", choices)  # before the model: a bad value fails in seconds
         task = build(cfg.task, "task", choices)
+        with ctx.timer("check"):  # an incompatible method, missing data or a model without logits: before loading
+            task.check(method)
+            task.check_model(config["model"])
         seed_everything(ctx.seed)
         with ctx.timer("load_model"):
             lm = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype, seed=ctx.seed)
@@ -112,13 +115,13 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
     ctx.timings["total"] = time.time() - started
     results = record.build_results(
         status="complete", metrics=scores.metrics, main_metric=scores.main_metric, info=scores.info,
-        extra=ctx.extra, timings=ctx.timings, method=method.describe(), runtime=runtime, **common,
+        extra=ctx.extra, timings=ctx.timings, method=method.report(), runtime=runtime, **common,
     )
     record.write_predictions(ctx.path(record.PREDICTIONS), scores.predictions)
     record.write_json(ctx.path(record.RESULTS), results)  # last: its presence means complete
     tracker.log_results(results, scores.predictions, ctx.artifacts)
     tracker.finish()
-    print_summary(results, ctx)
+    print_summary(results, ctx, method.summary())
     return results
 
 
@@ -133,7 +136,7 @@ def _record_failure(ctx: RunContext, common: dict, err: BaseException) -> None:
         log.exception("could not record the failure")
 
 
-def print_summary(results: dict, ctx: RunContext) -> None:
+def print_summary(results: dict, ctx: RunContext, method_line: str | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -148,9 +151,8 @@ def print_summary(results: dict, ctx: RunContext) -> None:
     console.print(table)
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in results["timings_s"].items())
     console.print(f"time: {timings}; peak RSS {results['memory']['peak_rss_mib']:.0f} MiB")
-    for key in ("kv_summary",):
-        if key in ctx.extra:
-            console.print(f"{key}: {ctx.extra[key]}")
+    if method_line:
+        console.print(method_line)
     console.print(f"results: {ctx.out_dir / record.RESULTS}")
     for path in ctx.artifacts:
         console.print(f"plot: {path}")

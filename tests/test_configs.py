@@ -31,7 +31,7 @@ def test_every_choice_composes(group):
 
 @pytest.mark.parametrize("name", _choices("experiment"))
 def test_every_experiment_composes_with_a_table_spec(name):
-    cfg = _compose([f"+experiment={name}"])
+    cfg = _compose([f"experiment={name}"])
     assert cfg.experiment_name, f"experiment {name} sets no experiment_name"
     assert "table" in cfg and cfg.table.rows and cfg.table.columns
     assert cfg.hydra.sweeper.params, f"experiment {name} has no sweep"

@@ -17,7 +17,7 @@ from llmlab import models
 from llmlab.context import RunContext
 from llmlab.errors import CapabilityError, UserError
 from llmlab.methods.base import Method, NoMethod
-from llmlab.methods.editing.base import Editor, prompt_target_ids
+from llmlab.methods.editing.base import Editor
 from llmlab.metrics.editing import (
     answer_matches,
     answer_tokens,
@@ -28,7 +28,8 @@ from llmlab.metrics.editing import (
     token_f1_ml,
 )
 from llmlab.tasks.bizsre import BiZsRE
-from llmlab.tasks.editing import argmax_on_target, editor_of
+from llmlab.models.probes import argmax_on_targets, prompt_target_ids
+from llmlab.tasks.editing import editor_of
 from llmlab.tasks.mquake import MQuAKE, starts_with_answer
 from llmlab.tasks.mzsre import MzsRE
 from llmlab.tasks.zsre import ZsRE
@@ -200,7 +201,9 @@ def test_mquake_loader_original_format(tmp_path):
     assert r.prompt == "Dudley Town F.C. 1561 is associated with the sport of"
     assert (r.subject, r.target_new, r.target_true) == ("Dudley Town F.C. 1561", "cricket", "association football")
     assert cases[0].answers == ["Oderzo", "Oderzo, Italy"] and len(cases[0].questions) == 3
-    assert cases[0].single_hops[1] == ("Which country is cricket from?", ["Italy", "Italia"])
+    hop = cases[0].single_hops[1]
+    assert (hop.question, hop.cloze, hop.answers) == ("Which country is cricket from?",
+                                                       "Cricket originated in the country of", ["Italy", "Italia"])
     bad = [mquake_case(1), mquake_case(2)]
     del bad[1]["requested_rewrite"][0]["target_new"]
     with pytest.raises(UserError, match=r"record 1 requested_rewrite\[0\] needs keys"):
@@ -213,17 +216,23 @@ def test_mquake_loader_original_format(tmp_path):
 
 
 # -- capability ----------------------------------------------------------------------------------
-class FakePress(Method):
-    name = "dynamickv"
-    family = "kv"
+def test_editing_tasks_accept_none_and_editors_and_refuse_presses_before_loading(bizsre_file):
+    from llmlab.methods.kv.dynamickv import DynamicKV
 
-
-def test_editing_tasks_accept_none_and_reject_other_families():
-    assert editor_of(NoMethod(), "bizsre") is None
-    with pytest.raises(CapabilityError, match="task bizsre needs an editing method; dynamickv is a kv method"):
-        editor_of(FakePress(), "bizsre")
+    task = BiZsRE(data_path=str(bizsre_file))
+    task.check(NoMethod())
+    task.check(Editor())
+    with pytest.raises(CapabilityError, match="task bizsre needs a method with knowledge editing; dynamickv is a "
+                                              "method for KV-cache compression") as err:
+        task.check(DynamicKV())
+    assert all(name in str(err.value) for name in ("ft", "rome", "memit", "ike", "xkde", "reason_ke"))
+    assert editor_of(NoMethod()) is None
     ed = Editor()
-    assert editor_of(ed, "bizsre") is ed
+    assert editor_of(ed) is ed
+
+
+def argmax_on_target(lm, prompt, target):
+    return argmax_on_targets(lm, [(prompt, target)])[0]
 
 
 # -- the loop on a tiny model --------------------------------------------------------------------
@@ -258,9 +267,12 @@ def test_bizsre_zh_to_en_and_ft_edits_change_locality_scores(tiny_lm, bizsre_fil
 
     task = BiZsRE(data_path=str(bizsre_file), edit_lang=["zh"], test_lang=["en"], metrics=["token_acc"])
     c = ctx(tmp_path, limit=2)
-    scores = task.evaluate(tiny_lm, FT(num_steps=3, lr=0.05), c)
+    ft = FT(num_steps=3, lr=0.05)
+    scores = task.evaluate(tiny_lm, ft, c)
     assert set(k.split("/")[0] for k in scores.metrics) >= {"zh_en", "reliability"}
-    assert c.extra["edits"] == 2 and c.extra["edits_per_second"] > 0
+    facts = ft.report()
+    assert facts["edits"] == 2 and facts["edits_per_second"] > 0 and facts["edit_calls"] == 2
+    assert facts["loss_first_pass_mean"] > 0 and facts["last_edit_passes"] >= 1
     assert scores.predictions[0]["edit"]["target_new"] == "2000年"
 
 
@@ -328,7 +340,7 @@ def test_llmlab_run_bizsre_ft_end_to_end(bizsre_file, tmp_path):
 def test_generate_answer_skips_leading_blank_lines():
     """Base models often answer a raw question on the next line: the first non-blank line counts,
     and decoding goes on until that line has ended."""
-    from llmlab.tasks.editing import answer_line, has_answer_line
+    from llmlab.models.probes import answer_line, has_answer_line
 
     assert not has_answer_line("\n") and not has_answer_line(" \n\n") and not has_answer_line("Paris")
     assert has_answer_line("\nParis\n") and has_answer_line("Paris\nThe")
@@ -338,7 +350,7 @@ def test_generate_answer_skips_leading_blank_lines():
 def test_batched_probes_match_one_by_one(tiny_lm):
     """Left-padded batches give each prompt the answer it gets alone (tokens and generations)."""
     from llmlab.generation import greedy_generate
-    from llmlab.tasks.editing import argmax_on_targets, generate_answers
+    from llmlab.models.probes import generate_answers
 
     pairs = [("When was it founded?", "2006"), ("Capital of France, the country?", "Paris"),
              ("The sea", "is deep and cold in the north"), ("Q", "A B")]
@@ -356,12 +368,11 @@ def test_batched_probes_match_one_by_one(tiny_lm):
         assert answer == next((x.strip() for x in text.split("\n") if x.strip()), "")
 
 
-def test_edit_rate_is_reported_only_for_editors_that_write_weights():
+def test_in_context_editors_report_no_edit_rate(tiny_lm):
+    from llmlab.capabilities import EditRequest
     from llmlab.methods.editing.base import InContextEditor
-    from llmlab.methods.editing.ft import FT
-    from llmlab.tasks.editing import edit_rate
 
-    assert edit_rate(FT(), {"edits": 2, "edit_s": 4.0}) == {"edits": 2, "edit_seconds": 4.0, "edits_per_second": 0.5}
-    in_context = edit_rate(InContextEditor(), {"edits": 2, "edit_s": 1e-6})
-    assert in_context["edits"] == 2 and "edits_per_second" not in in_context
-    assert edit_rate(None, {}) == {}
+    ed = InContextEditor()
+    with ed.edit(tiny_lm, [EditRequest("p", "p", "t")]):
+        pass
+    assert "edits_per_second" not in ed.report() and ed.summary() is None

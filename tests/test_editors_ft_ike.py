@@ -7,7 +7,10 @@ import torch
 
 from llmlab import models
 from llmlab.errors import UserError
-from llmlab.methods.editing.base import EditRequest, prompt_target_ids
+from llmlab.capabilities import EditRequest
+from llmlab.models.probes import prompt_target_ids
+
+TINY_ENCODER = {"name": "tiny-encoder", "source": "tiny", "kind": "encoder"}  # as model@method.encoder=tiny-encoder
 from llmlab.methods.editing.ft import FT
 from llmlab.methods.editing.ike import IKE, demonstrations_of
 
@@ -96,7 +99,7 @@ def test_ike_demonstrations_are_copy_update_retain():
 
 
 def test_ike_builds_the_exact_prompt(tiny_lm):
-    ike = IKE(k=0, encoder="tiny-encoder")
+    ike = IKE(k=0, encoder=TINY_ENCODER)
     req = EditRequest(prompt="Who is the CEO of Apple?", subject="Apple", target_new="Tim Cook")
     with ike.edit(tiny_lm, [req]) as edited:
         assert edited is tiny_lm
@@ -106,7 +109,7 @@ def test_ike_builds_the_exact_prompt(tiny_lm):
 
 def test_ike_retrieves_k_demonstrations_from_other_cases(tiny_lm):
     before = {k: v.clone() for k, v in tiny_lm.model.state_dict().items()}
-    ike = IKE(k=4, encoder="tiny-encoder")
+    ike = IKE(k=4, encoder=TINY_ENCODER)
     pool = [pool_request(i) for i in range(5)]
     ike.prepare_demonstrations(tiny_lm, pool)
     assert len(ike._pool_sentences) == 15
@@ -128,7 +131,7 @@ def test_ike_retrieves_k_demonstrations_from_other_cases(tiny_lm):
 
 
 def test_ike_batched_edits_show_the_most_similar_facts(tiny_lm):
-    ike = IKE(k=0, encoder="tiny-encoder", max_facts=2)
+    ike = IKE(k=0, encoder=TINY_ENCODER, max_facts=2)
     reqs = [pool_request(i) for i in range(5)]
     with ike.edit(tiny_lm, reqs):
         prompt = ike.prompt_for(tiny_lm, "Q3 prompt", reqs)
@@ -137,6 +140,6 @@ def test_ike_batched_edits_show_the_most_similar_facts(tiny_lm):
     assert all(line.startswith("New Fact: Q") for line in lines[:2])
 
 
-def test_ike_unknown_encoder_is_a_clear_error():
-    with pytest.raises(UserError, match="method.encoder"):
-        IKE(encoder="nope").sentence_encoder()
+def test_ike_encoder_that_is_not_an_encoder_is_a_clear_error():
+    with pytest.raises(UserError, match="method.encoder must be an encoder model config"):
+        IKE(encoder={"name": "tiny-llama", "source": "tiny", "arch": "llama"}).sentence_encoder()

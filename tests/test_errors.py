@@ -36,7 +36,7 @@ def one_paragraph(stderr: str) -> str:
 
 COMPOSITION_ERRORS = [  # (overrides, what the message must say); Hydra fails before any job starts
     (["method=nosuch"], ["unknown method 'nosuch'", "snapkv", "none", "llmlab ls method", "method=<choice>"]),
-    (["+experiment=nosuch"], ["unknown experiment 'nosuch'", "needle_smollm2", "+experiment=<choice>"]),
+    (["+experiment=nosuch"], ["unknown experiment 'nosuch'", "needle_smollm2", "experiment=<choice>"]),
     (["-m", "hydra/launcher=nosuch", "seed=0,1"], ["unknown hydra/launcher 'nosuch'", "parallel", "slurm", "joblib",
                                                    "submitit_local"]),
     (["method=snapkv", "method.kv_sizee=64"], ["method.kv_sizee: there is no such setting",

@@ -15,9 +15,10 @@ def test_every_press_runs_needle_end_to_end(outputs):
     by_method = {r["choices"]["method"]: r for r in results}
     assert set(by_method) == set(PRESSES)
     for name, r in by_method.items():
-        held = r["metrics"]["kv_fraction_held"]
+        held = r["method_info"]["kv_fraction_held"]
         if name == "fullkv":
             assert held == 1.0
         else:
             assert 0 < held < 0.6, (name, held)  # kv_size 128 (the YAML default) of a ~340-token prompt
-        assert r["extra"]["kv_bytes_mean"] <= r["extra"]["kv_bytes_full_mean"]
+        assert r["method_info"]["kv_bytes_mean"] <= r["method_info"]["kv_bytes_full_mean"]
+        assert r["method_info"]["prompts"] == 1

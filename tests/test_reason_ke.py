@@ -7,7 +7,8 @@ import pytest
 from llmlab.context import RunContext
 from llmlab.data import reason_ke as data
 from llmlab.errors import UserError
-from llmlab.methods.editing.base import EditRequest
+from llmlab.capabilities import EditRequest
+from llmlab.data.mquake import parse_cases
 from llmlab.methods.editing.reason_ke import ReasonKE
 
 
@@ -32,21 +33,22 @@ def _case(i, subject, country, old, new, capital):
 CASES = [_case(0, "Roblin Park", "Canada", "Canada", "Australia", "Canberra"),
          _case(1, "Mount Foo", "Japan", "Japan", "France", "Paris"),
          _case(2, "Lake Bar", "Chile", "Chile", "Kenya", "Nairobi")]
+PARSED = parse_cases(CASES)
 
 
 @pytest.fixture(scope="module")
 def encoder():
     from llmlab import models
-    from llmlab.methods.editing.ike import SentenceEncoder
+    from llmlab.models.sentence import SentenceEncoder
 
     return SentenceEncoder(models.load({"source": "tiny", "kind": "encoder"}))
 
 
 def test_prompt_and_chain_formats(encoder):
-    pool = data.pool_of_cases(CASES, encoder)
+    pool = data.pool_of_cases(PARSED, encoder)
     assert pool.new_of["Roblin Park is located in the country of Canada"] == \
         "Roblin Park is located in the country of Australia"
-    [ex] = data.training_examples(CASES[:1], pool, seed=0)  # k = 1 (seed 0 draws < 0.9)
+    [ex] = data.training_examples(PARSED[:1], pool, seed=0)  # k = 1 (seed 0 draws < 0.9)
     assert ex["k"] == 1
     facts = ex["prompt"].split("[Updated Information]:\n")[1].split("\n\n[Query]:")[0]
     assert ex["prompt"] == ("Please acknowledge the updated information provided below and respond to the subsequent "
@@ -125,8 +127,7 @@ def test_training_lowers_loss_and_is_cached(tmp_path, monkeypatch, encoder):
     spec = {"name": "tiny-llama", "source": "tiny", "arch": "llama", "chat": True}
 
     def editor():
-        e = ReasonKE(train_path=str(path), budget="cpu", cpu={"sft": dict(max_steps=3, batch_size=3, learning_rate=3e-3,
-                                                                         max_length=256)})
+        e = ReasonKE(train_path=str(path), sft=dict(max_steps=3, batch_size=3, learning_rate=3e-3, max_length=256))
         e._encoder = encoder
         return e
 
@@ -134,17 +135,20 @@ def test_training_lowers_loss_and_is_cached(tmp_path, monkeypatch, encoder):
     examples = editor().training_data(0)
     before = answer_loss(lm, examples)
     ctx = RunContext(out_dir=tmp_path / "run1")
-    editor().prepare(lm, ctx)
-    assert answer_loss(lm, examples) < before and ctx.extra["reason_ke"]["cached"] is False
+    first = editor()
+    first.prepare(lm, ctx)
+    assert answer_loss(lm, examples) < before and first.report()["cached"] is False
+    steps = (tmp_path / "run1" / "train_log.csv").read_text().splitlines()
+    assert steps[0] == "stage,step,name,value" and any(",loss," in row for row in steps[1:])
     assert (tmp_path / "run1" / "reason_ke_loss.png").exists()
     ctx2 = RunContext(out_dir=tmp_path / "run2")
     lm2 = load(spec)
     e2 = editor()
     e2.prepare(lm2, ctx2)
-    assert ctx2.extra["reason_ke"]["cached"] is True
+    assert e2.report()["cached"] is True
     assert answer_loss(lm2, examples) == pytest.approx(answer_loss(lm, examples))
     e2.max_new_tokens = 20
     e2.prepare_demonstrations(lm2, _requests(CASES))
     with e2.edit(lm2, _requests(CASES[:1])):
-        out = e2.answer(lm2, CASES[0]["questions"][0])
-    assert isinstance(out, str) and e2.last_outputs[0]  # generated a chain (random tiny model: any text)
+        out = e2.answers(lm2, [CASES[0]["questions"][0]])[0]
+    assert isinstance(out.text, str) and out.output  # generated a chain (random tiny model: any text)

@@ -9,7 +9,7 @@ import torch
 from llmlab import models
 from llmlab.errors import UserError
 from llmlab.methods.editing import _rank_update as ru
-from llmlab.methods.editing.base import EditRequest
+from llmlab.capabilities import EditRequest
 from llmlab.methods.editing.memit import MEMIT
 from llmlab.methods.editing.memit import default_layers as memit_default_layers
 from llmlab.methods.editing.rome import ROME
@@ -127,7 +127,7 @@ def test_rome_raises_target_probability_and_restores_exactly(arch):
     assert inside > before_p + 0.05, (before_p, inside)
     assert changed == [ru.down_proj_weight_name(lm.model, 1)]
     assert_same(before, lm)
-    facts = editor.describe()
+    facts = editor.report()
     assert facts["edits"] == 1 and facts["edit_seconds"] > 0 and facts["edits_per_second"] > 0
 
 
@@ -156,7 +156,7 @@ def test_rome_sequential_list_with_covariance_and_sampled_templates(tmp_path, mo
     with editor.edit(lm, reqs):
         p1 = target_logprob(lm, reqs[1].prompt, reqs[1].target_new)
     assert p1 > p0  # the last edit written holds
-    assert len(editor.last_edit) == 2 and editor.describe()["mom2_seconds"] > 0
+    assert len(editor.last_edit) == 2 and editor.report()["mom2_seconds"] > 0
     assert_same(before, lm)
     assert list((tmp_path / "mom2").glob("tiny-llama-*-layer1-n40-len64.pt"))
 
@@ -176,7 +176,7 @@ def test_memit_batch_of_three_across_two_layers():
     assert [x["layer"] for x in editor.last_edit["layers"]] == [1, 2]
     assert len(editor.last_edit["requests"]) == 3
     assert_same(before, lm)
-    assert editor.describe()["edits"] == 3
+    assert editor.report()["edits"] == 3
 
 
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
@@ -188,7 +188,7 @@ def test_memit_flags_models_that_normalize_the_mlp_output(arch, caplog):
         for _ in range(2):
             with editor.edit(lm, REQUESTS[:1]):
                 pass
-    info = editor.describe()
+    info = editor.report()
     assert len(info["last_z_error"]) == 2
     assert info.get("post_mlp_norm", False) == (arch == "gemma3")
     assert caplog.text.count("post_feedforward_layernorm") == (1 if arch == "gemma3" else 0)  # once, not per edit

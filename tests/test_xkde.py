@@ -9,7 +9,7 @@ import torch
 from llmlab.context import RunContext
 from llmlab.data import xkde as data
 from llmlab.errors import UserError
-from llmlab.methods.editing.base import EditRequest
+from llmlab.capabilities import EditRequest
 from llmlab.methods.editing.xkde import XKDE, detect_lang
 from llmlab.training.trainers import answer_loss
 
@@ -87,11 +87,11 @@ def test_preference_pairs_follow_the_official_rules():
 
 
 def _xkde(parallel_dir, **kw):
-    cpu = dict(train_rows=2, tlpo_prompts=2, sft=dict(max_steps=3, batch_size=4, learning_rate=3e-3, warmup_ratio=0.0,
-                                                      max_length=128),
-               orpo=dict(max_steps=2, batch_size=4, grad_accum=1, warmup_steps=0, learning_rate=3e-3, max_length=128))
-    return XKDE(data_dir=str(parallel_dir), budget="cpu", cpu=cpu, samples=3, max_new_tokens=4,
-                directions=["en_zh", "zh_en"], out_of_scope_ratio=0.5, **kw)
+    small = dict(train_rows=2, tlpo_prompts=2, sft=dict(max_steps=3, batch_size=4, learning_rate=3e-3, warmup_ratio=0.0,
+                                                        max_length=128),
+                 orpo=dict(max_steps=2, batch_size=4, grad_accum=1, warmup_steps=0, learning_rate=3e-3, max_length=128))
+    return XKDE(data_dir=str(parallel_dir), samples=3, max_new_tokens=4, directions=["en_zh", "zh_en"],
+                out_of_scope_ratio=0.5, **small, **kw)
 
 
 def test_both_stages_lower_the_loss_and_the_checkpoint_is_reused(parallel_dir, tmp_path, monkeypatch):
@@ -105,7 +105,7 @@ def test_both_stages_lower_the_loss_and_the_checkpoint_is_reused(parallel_dir, t
     before = answer_loss(lm, examples)
     ctx = RunContext(out_dir=tmp_path / "run1")
     editor.prepare(lm, ctx)
-    facts = ctx.extra["xkde"]
+    facts = editor.report()
     assert answer_loss(lm, examples) < before
     sft_sum, orpo_sum = facts["XE-IT (SFT)_summary"], facts["TL-PO (ORPO)_summary"]
     assert sft_sum["last_loss"] < sft_sum["first_loss"] and orpo_sum["last_loss"] < orpo_sum["first_loss"]
@@ -116,15 +116,17 @@ def test_both_stages_lower_the_loss_and_the_checkpoint_is_reused(parallel_dir, t
     lm2 = load(spec)  # fresh base weights; the second prepare loads both stages from the cache
     ctx2 = RunContext(out_dir=tmp_path / "run2")
     start = time.perf_counter()
-    _xkde(parallel_dir).prepare(lm2, ctx2)
+    second = _xkde(parallel_dir)
+    second.prepare(lm2, ctx2)
     assert time.perf_counter() - start < 10
-    assert ctx2.extra["xkde"]["xeit_cached"] is True and ctx2.extra["xkde"]["tlpo_cached"] is True
+    assert second.report()["xeit_cached"] is True and second.report()["tlpo_cached"] is True
     assert all(torch.equal(trained[k], v) for k, v in lm2.model.state_dict().items())
 
     lm3 = load(spec)  # XE-IT only (xkde_it) shares the stage-1 checkpoint
     ctx3 = RunContext(out_dir=tmp_path / "run3")
-    _xkde(parallel_dir, tlpo=False).prepare(lm3, ctx3)
-    assert ctx3.extra["xkde"]["xeit_cached"] is True and "tlpo_cached" not in ctx3.extra["xkde"]
+    third = _xkde(parallel_dir, tlpo=False)
+    third.prepare(lm3, ctx3)
+    assert third.report()["xeit_cached"] is True and "tlpo_cached" not in third.report()
 
 
 def test_scorer_choice_and_nllb_error(monkeypatch):

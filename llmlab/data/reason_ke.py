@@ -21,6 +21,9 @@ import json
 import random
 from pathlib import Path
 
+from llmlab.capabilities import EditRequest
+from llmlab.data import mquake
+from llmlab.data.mquake import Case
 from llmlab.errors import UserError
 
 INSTRUCTION = ("Please acknowledge the updated information provided below and respond to the subsequent query."
@@ -32,25 +35,19 @@ def reason_prompt(facts: str, question: str) -> str:
     return f"{INSTRUCTION}{facts}\n\n[Query]:\n{question}"
 
 
-def _label(value) -> str:
-    return value["str"] if isinstance(value, dict) else str(value)
+def new_statement(r: EditRequest) -> str:
+    """The rewrite's new statement "{prompt with subject} {target_new}"."""
+    return f"{r.prompt} {r.target_new}"
 
 
-def statement(rewrite: dict, which: str = "target_new") -> str:
-    return f"{rewrite['prompt'].format(rewrite['subject'])} {_label(rewrite[which])}"
+def true_statement(r: EditRequest) -> str:
+    """The rewrite's true statement "{prompt with subject} {target_true}" (the retrieval key)."""
+    return f"{r.prompt} {r.target_true}"
 
 
-def load_cases(path: str | Path) -> list[dict]:
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise UserError(f"reason_ke: the MQuAKE training file {path} does not exist. Set method.train_path=/path/to/"
-                        f"MQuAKE-CF.json (princeton-nlp/MQuAKE datasets/), or method.chains_path=<chains JSON>.")
-    data = json.loads(path.read_text(encoding="utf-8"))
-    keys = ("requested_rewrite", "questions", "new_answer", "new_single_hops")
-    for i, case in enumerate(data if isinstance(data, list) else [None]):
-        if not isinstance(case, dict) or any(k not in case for k in keys):
-            raise UserError(f"reason_ke: {path} record {i} is not an MQuAKE case (needs {', '.join(keys)}).")
-    return data
+def load_cases(path: str | Path) -> list[Case]:
+    """MQuAKE training cases (llmlab.data.mquake parses and checks them)."""
+    return mquake.load_cases(path, "reason_ke: method.train_path")
 
 
 class FactPool:
@@ -73,8 +70,8 @@ class FactPool:
         return [self.new_of[self.keys[i]] for i in top]
 
 
-def pool_of_cases(cases: list[dict], encoder) -> FactPool:
-    return FactPool([(statement(r, "target_true"), statement(r)) for c in cases for r in c["requested_rewrite"]], encoder)
+def pool_of_cases(cases: list[Case], encoder) -> FactPool:
+    return FactPool([(true_statement(r), new_statement(r)) for c in cases for r in c.requests], encoder)
 
 
 def sample_k(rng: random.Random) -> int:
@@ -113,19 +110,19 @@ def build_chain(question: str, facts: list[str], relevant: set[str], hops: list[
             f"[Answer]:\n{answer}")
 
 
-def training_examples(cases: list[dict], pool: FactPool, seed: int = 0) -> list[dict]:
+def training_examples(cases: list[Case], pool: FactPool, seed: int = 0) -> list[dict]:
     """SFT examples {"prompt", "answer", "case_id", "k"} from MQuAKE cases (first question each)."""
     rng = random.Random(seed)
     out = []
     for case in cases:
         k = sample_k(rng)
-        own = [statement(r) for r in case["requested_rewrite"]]
+        own = [new_statement(r) for r in case.requests]
         facts = retrieved_facts(pool, own, k)
-        question = case["questions"][0]
-        hops = [(h.get("cloze") or h["question"], h["answer"]) for h in case["new_single_hops"]]
-        chain = build_chain(question, facts, set(own), hops, case["new_answer"])
+        question = case.questions[0]
+        hops = [(h.cloze or h.question, h.answers[0]) for h in case.single_hops]
+        chain = build_chain(question, facts, set(own), hops, case.answers[0])
         out.append({"prompt": reason_prompt(". ".join(facts), question), "answer": chain,
-                    "case_id": case.get("case_id"), "k": k})
+                    "case_id": case.case_id, "k": k})
     return out
 
 

@@ -35,6 +35,7 @@ import difflib
 import re
 from collections.abc import Callable, Sequence
 
+from llmlab.metrics.registry import register
 from llmlab.metrics.text import normalize_answer, token_f1_tokens
 
 
@@ -178,3 +179,10 @@ def score_example(subset: str, prediction: str, answers: Sequence[str], all_clas
 def score_subset(scores: Sequence[float]) -> float:
     """eval.py `scorer`: round(100 × mean, 2)."""
     return round(100 * sum(scores) / len(scores), 2) if scores else float("nan")
+
+
+for _subset, (_kind, _fn) in SUBSET_METRIC.items():
+    register(_subset, f"LongBench {_subset}: {_kind} as LongBench metrics.py/eval.py, max over answers, 100 x mean",
+             unit="x100")
+register("rouge_l_f", "textbook ROUGE-L F on lower-cased words (as rouge-score, no stemming) vs the best answer, "
+         "100 x mean; not LongBench's rouge_l (see llmlab.metrics.longbench)", unit="x100")

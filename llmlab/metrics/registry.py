@@ -21,7 +21,7 @@ from typing import Callable
 class Metric:
     name: str
     description: str
-    higher_is_better: bool = True
+    higher_is_better: bool | None = True  # None: a count or a fact, neither better nor worse
     unit: str = ""          # "x100", "0-1", "tokens", "bytes", ...
     fn: Callable | None = None  # the pure function, where one computes it per example
 
@@ -29,7 +29,7 @@ class Metric:
 REGISTRY: dict[str, Metric] = {}
 
 
-def register(name: str, description: str, higher_is_better: bool = True, unit: str = "",
+def register(name: str, description: str, higher_is_better: bool | None = True, unit: str = "",
              fn: Callable | None = None) -> Metric:
     """Register (or re-register identically) a metric name; a conflicting entry is a bug."""
     entry = Metric(name, description, higher_is_better, unit, fn)
@@ -69,6 +69,9 @@ def info_for(names) -> dict[str, dict]:
 def arrow(name: str) -> str:
     """"↑" when higher is better, "↓" when lower is, "" when unknown."""
     entry = lookup(name)
-    if entry is None:
+    if entry is None or entry.higher_is_better is None:
         return ""
     return "↑" if entry.higher_is_better else "↓"
+
+
+register("average", "unweighted mean of the task's per-subset (or per-task) scores")

@@ -86,7 +86,7 @@ class Task:
     def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:  # pragma: no cover - subclasses
         raise NotImplementedError
 
-    def info(self, items: list, ctx) -> dict[str, Any]:
+    def info(self, items: list, method, ctx) -> dict[str, Any]:
         return {}
 
     def evaluate(self, lm, method, ctx) -> Scores:
@@ -101,5 +101,5 @@ class Task:
                 pred.update(facts)
                 predictions.append(pred)
         metrics = self.aggregate(predictions, ctx)
-        info = {"limit_means": self.limit_means, "items": len(items), **self.info(items, ctx)}
+        info = {"limit_means": self.limit_means, "items": len(items), **self.info(items, method, ctx)}
         return Scores(metrics=metrics, predictions=predictions, main_metric=self.main_metric, info=info)

@@ -27,30 +27,18 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-from tqdm.auto import tqdm
+from llmlab.capabilities import EditRequest, Editing
+from llmlab.errors import UserError
+from llmlab.metrics.editing import exact_match_ml, nanmean, token_accuracy, token_agreement, token_f1_ml
+from llmlab.metrics.registry import register
+from llmlab.models.probes import argmax_on_targets, generate_answers
+from llmlab.tasks.base import Task
 
-from llmlab.errors import UserError, require
-from llmlab.batching import pad_id, padded
-from llmlab.generation import greedy_generate_padded
-from llmlab.methods.editing.base import EditRequest, prompt_target_ids
-from llmlab.metrics.editing import (
-    exact_match_ml,
-    nanmean,
-    token_accuracy,
-    token_agreement,
-    token_f1_ml,
-)
-from llmlab.tasks.base import Scores, Task
-
-EDITING_METHODS = "ft, ft_m, rome, memit, ike"
 METRICS = ("token_acc", "exact_match", "token_f1")
 PROBES = ("reliability", "generality", "locality", "portability")
 BLOCK_KEYS = ("subject", "src", "rephrase", "alt", "loc", "loc_ans")
@@ -63,130 +51,20 @@ METRIC_INFO = {
     "token_f1": "greedy generation (first line) vs target, bag-of-tokens F1, CJK/Thai per character (Bi-ZsRE); "
                 "locality: generation after vs before the edit",
 }
+for _name, _text in METRIC_INFO.items():
+    register(_name, _text, unit="0-1")
 
 
-# -- method capability ----------------------------------------------------------------------------
-def editor_of(method, task: str):
-    """The method as an editor, or None for the unedited reference (`none`)."""
-    if getattr(method, "family", None) == "none" and getattr(method, "edit", None) is None:
-        return None
-    if getattr(method, "family", None) not in (None, "editing") and getattr(method, "edit", None) is None:
-        name = getattr(method, "name", type(method).__name__)
-        family = getattr(method, "family")
-        from llmlab.errors import CapabilityError
-
-        raise CapabilityError(
-            f"task {task} needs an editing method; {name} is a {family} method. "
-            f"Editing methods: {EDITING_METHODS} (or none for the unedited model). Choose one with method=<name>."
-        )
-    require(method, "edit", task=task, family="editing", examples=EDITING_METHODS)
-    return method
-
-
-@contextmanager
-def applied(editor, lm, requests: list[EditRequest], clock: dict | None = None):
-    """Apply the edits (no-op without an editor); `clock['edit_s']` accumulates the edit time."""
-    start = time.perf_counter()
-    if editor is None:
-        yield lm
-        return
-    with editor.edit(lm, requests) as edited:
-        if clock is not None:
-            clock["edit_s"] = clock.get("edit_s", 0.0) + time.perf_counter() - start
-            clock["edits"] = clock.get("edits", 0) + len(requests)
-        yield edited
-
-
-def edit_rate(editor, clock: dict) -> dict:
-    """`edits`, `edit_seconds` and, for editors that write weights, `edits_per_second`. An
-    in-context editor's edit only stores the facts (its cost is the longer prompt, in the
-    evaluate time), so a rate would be a meaningless huge number: it is left out."""
-    if not clock.get("edits"):
-        return {}
-    out = {"edits": clock["edits"], "edit_seconds": round(clock["edit_s"], 3)}
-    if getattr(editor, "edited_weights", None) is not None and clock["edit_s"] > 0:
-        out["edits_per_second"] = clock["edits"] / clock["edit_s"]
-    return out
+def editor_of(method) -> Editing | None:
+    """The method as an editor, or None for the unedited reference (`none`); `Task.check` has
+    already refused anything else before the model loaded."""
+    return method if isinstance(method, Editing) else None
 
 
 def prompt_under(editor, lm, query: str, requests: list[EditRequest], lang: str | None = None) -> str:
-    """The prompt under the edits: the editor's `prompt_for` (IKE), else the query itself. `lang`
-    is the language the query is asked in, when the task knows it (X-KDE names it)."""
-    prompt_for = getattr(editor, "prompt_for", None)
-    return query if prompt_for is None else prompt_for(lm, query, requests, lang=lang)
-
-
-def offer_demonstrations(editor, lm, pool: list[EditRequest]) -> None:
-    """Give the editor the task's other cases (IKE's demonstration pool), when it takes them."""
-    prepare = getattr(editor, "prepare_demonstrations", None)
-    if prepare is not None:
-        prepare(lm, pool)
-
-
-# -- model probes ---------------------------------------------------------------------------------
-def pair_ids(lm, prompt: str, target: str, chat: bool) -> tuple[list[int], int]:
-    """Ids of prompt followed by target, and the prompt's length (chat: target after the template)."""
-    if chat and getattr(lm.tokenizer, "chat_template", None):
-        head = lm.encode(prompt, chat=True)
-        return head + lm.encode(target, add_special_tokens=False), len(head)
-    return prompt_target_ids(lm.tokenizer, prompt, target)
-
-
-BATCH = 8  # probes per forward: logits are batch x target length x vocab (Gemma 3: 262k)
-
-
-@torch.no_grad()
-def argmax_on_targets(lm, pairs: list[tuple[str, str]], chat: bool = False) -> list[tuple[list[int], list[int]]]:
-    """Teacher-forced argmax predictions at the target positions, and the gold target ids, for each
-    (prompt, target) pair. Pairs are batched with left padding, so every row's target ends at the
-    last column and only the last (longest target + 1) positions go through the LM head."""
-    rows = []
-    for prompt, target in pairs:
-        ids, n = pair_ids(lm, prompt, target, chat)
-        cut = max(0, len(ids) - lm.max_length)
-        rows.append((ids[cut:], max(0, n - cut)))
-    results: list[tuple[list[int], list[int]]] = [([], []) for _ in pairs]
-    scored = [i for i, (ids, n) in enumerate(rows) if 0 < n < len(ids)]
-    for start in range(0, len(scored), BATCH):
-        chunk = scored[start:start + BATCH]
-        ids, mask, positions = padded([rows[i][0] for i in chunk], pad_id(lm.tokenizer), lm.device, side="left")
-        spans = [len(rows[i][0]) - rows[i][1] for i in chunk]
-        keep = max(spans) + 1
-        logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
-        for b, i in enumerate(chunk):
-            predicted = logits[b, keep - 1 - spans[b]:keep - 1].argmax(-1).tolist()
-            results[i] = (predicted, rows[i][0][rows[i][1]:])
-    return results
-
-
-def argmax_on_target(lm, prompt: str, target: str, chat: bool = False) -> tuple[list[int], list[int]]:
-    """`argmax_on_targets` for one pair."""
-    return argmax_on_targets(lm, [(prompt, target)], chat)[0]
-
-
-def has_answer_line(text: str) -> bool:
-    """A non-blank line has ended (a newline follows it): the answer is complete."""
-    return any(line.strip() for line in text.split("\n")[:-1])
-
-
-def answer_line(text: str) -> str:
-    """The first non-blank line, stripped. Base models often start a raw question's answer on a
-    new line, so leading blank lines are skipped rather than read as an empty answer."""
-    return next((line.strip() for line in text.split("\n") if line.strip()), "")
-
-
-def generate_answers(lm, prompts: list[str], chat: bool = False, max_new_tokens: int = 32) -> list[str]:
-    """The first non-blank line of the greedy continuation of each prompt (at most
-    `max_new_tokens` tokens in all), batched with left padding."""
-    rows = [lm.encode(p, chat=chat)[-lm.max_length:] for p in prompts]
-    outputs = greedy_generate_padded(lm, rows, max_new_tokens, finished=lambda ids: has_answer_line(lm.decode(ids)),
-                                     batch_size=BATCH)
-    return [answer_line(lm.decode(ids)) for ids in outputs]
-
-
-def generate_answer(lm, prompt: str, chat: bool = False, max_new_tokens: int = 32) -> str:
-    """`generate_answers` for one prompt."""
-    return generate_answers(lm, [prompt], chat, max_new_tokens)[0]
+    """The prompt under the edits: the editor's `prompt_for` (IKE, X-KDE), else the query itself.
+    `lang` is the language the query is asked in, when the task knows it."""
+    return query if editor is None else editor.prompt_for(lm, query, requests, lang=lang)
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -287,6 +165,9 @@ class ZsreStyleTask(Task):
     """Edit in each `edit_lang`, test in each `test_lang`, one edit at a time, restored after each case."""
 
     name: ClassVar[str] = "zsre-style"
+    requires: ClassVar[type] = Editing
+    unit: ClassVar[str] = "case"
+    limit_means: ClassVar[str] = "the first N cases (each edited in every edit language)"
     default_file: ClassVar[str | None] = None
 
     data_path: str | None = None
@@ -309,6 +190,10 @@ class ZsreStyleTask(Task):
     def load_cases(self) -> list[dict[str, Block]]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def check_data(self) -> None:
+        self._cases = self.load_cases()  # reads and checks the file before the model loads
+        self._directions = self.directions(self._cases)
+
     def directions(self, cases) -> list[tuple[str, str]]:
         edit_langs, test_langs = as_list(self.edit_lang), as_list(self.test_lang)
         have = set(cases[0]) if cases else set()
@@ -318,47 +203,60 @@ class ZsreStyleTask(Task):
                                 f"{', '.join(sorted(have))}); set task.edit_lang / task.test_lang to those.")
         return [(e, t) for e in edit_langs for t in test_langs]
 
-    def evaluate(self, lm, method, ctx) -> Scores:
-        editor = editor_of(method, self.name)
-        cases = self.load_cases()
-        directions = self.directions(cases)
-        selected = cases[: ctx.limit] if ctx.limit else cases
+    # -- the loop (llmlab.tasks.base.Task.evaluate) --------------------------------------------
+    def items(self, lm, ctx) -> list[tuple[str, int, dict]]:
+        if not hasattr(self, "_cases"):
+            self.check_data()
+        self._offered = None
+        return [(e, i, case) for e in dict.fromkeys(e for e, _ in self._directions) for i, case in enumerate(self._cases)]
+
+    def limited(self, items: list, limit: int | None) -> list:
+        return [it for it in items if not limit or it[1] < int(limit)]
+
+    def run_one(self, lm, method, item, ctx) -> list[dict]:
+        edit_lang, i, case = item
+        editor = editor_of(method)
+        if editor is not None and self.demo_pool and self._offered != edit_lang:
+            with ctx.timer("demonstrations"):
+                editor.prepare_demonstrations(lm, [request_from(c[edit_lang], j, edit_lang)
+                                                   for j, c in enumerate(self._cases)])
+            self._offered = edit_lang
+        request = request_from(case[edit_lang], i, edit_lang)
+        blocks = {t: case[t] for e, t in self._directions if e == edit_lang}
+        if editor is None:
+            records = self.probe(lm, None, [request], blocks, {})
+        else:
+            before = self.locality_before(lm, blocks)
+            with editor.edit(lm, [request]) as edited:
+                records = self.probe(edited, editor, [request], blocks, before)
+        return [{"case": i, "edit_lang": edit_lang, "test_lang": t,
+                 "edit": {"prompt": request.prompt, "target_new": request.target_new}, **record}
+                for t, record in records.items()]
+
+    def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:
         values: dict[str, list[float]] = defaultdict(list)
-        predictions: list[dict] = []
-        clock: dict = {}
-        for edit_lang in dict.fromkeys(e for e, _ in directions):
-            test_langs = [t for e, t in directions if e == edit_lang]
-            if editor is not None and self.demo_pool:
-                with ctx.timer("demonstrations"):
-                    offer_demonstrations(editor, lm, [request_from(c[edit_lang], i, edit_lang)
-                                                      for i, c in enumerate(cases)])
-            for i, case in enumerate(tqdm(selected, desc=f"{self.name} edit {edit_lang}", leave=False)):
-                request = request_from(case[edit_lang], i, edit_lang)
-                blocks = {t: case[t] for t in test_langs}
-                before = self.locality_before(lm, blocks) if editor else {}
-                with applied(editor, lm, [request], clock) as edited:
-                    records = self.probe(edited, editor, [request], blocks, before)
-                for t, record in records.items():
-                    key = f"{edit_lang}_{t}"
-                    for probe, scores in record.items():
-                        for metric in self.metrics:
-                            if metric in scores:
-                                values[f"{key}/{probe}/{metric}"].append(scores[metric])
-                    predictions.append({"case": i, "edit_lang": edit_lang, "test_lang": t,
-                                        "edit": {"prompt": request.prompt, "target_new": request.target_new},
-                                        **record})
+        for pred in predictions:
+            key = f"{pred['edit_lang']}_{pred['test_lang']}"
+            for probe in PROBES:
+                for metric in self.metrics:
+                    if metric in pred.get(probe, {}):
+                        values[f"{key}/{probe}/{metric}"].append(pred[probe][metric])
         metrics = {name: nanmean(v) for name, v in values.items()}
         for probe in PROBES:
             for metric in self.metrics:
-                per_direction = [metrics.get(f"{e}_{t}/{probe}/{metric}") for e, t in directions]
+                per_direction = [metrics.get(f"{e}_{t}/{probe}/{metric}") for e, t in self._directions]
                 per_direction = [v for v in per_direction if v is not None and not math.isnan(v)]
                 if per_direction:
                     metrics[f"{probe}/{metric}"] = sum(per_direction) / len(per_direction)
-        ctx.extra.update(edit_rate(editor, clock))
-        main = f"reliability/{self.metrics[0]}"
-        info = {"directions": [f"{e}_{t}" for e, t in directions], "cases": len(selected), "chat": self.chat,
-                "metrics": {m: METRIC_INFO[m] for m in self.metrics}}
-        return Scores(metrics=metrics, predictions=predictions, main_metric=main, info=info)
+        return metrics
+
+    def info(self, items, method, ctx) -> dict:
+        return {"directions": [f"{e}_{t}" for e, t in self._directions], "cases": len({i for _, i, _ in items}),
+                "chat": self.chat, "metrics": {m: METRIC_INFO[m] for m in self.metrics}}
+
+    @property
+    def main_metric(self) -> str:
+        return f"reliability/{self.metrics[0]}"
 
     # -- per case ---------------------------------------------------------------------------------
     # Every probe of a case, in every test language, is scored in one batch (one teacher-forced

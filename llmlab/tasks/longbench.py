@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tqdm import tqdm
-
+from llmlab.capabilities import KVCompression
 from llmlab.errors import UserError
 from llmlab.metrics import longbench as lbm
 from llmlab.metrics.text import rouge_l_f
-from llmlab.tasks.base import Scores, Task
+from llmlab.tasks.base import Task
 
 ENGLISH_SUBSETS = [
     "narrativeqa", "qasper", "multifieldqa_en", "hotpotqa", "2wikimqa", "musique",
@@ -255,6 +254,9 @@ def _chat_mode(value) -> bool | str:
 @dataclass
 class LongBench(Task):
     name: ClassVar[str] = "longbench"
+    honours: ClassVar[tuple] = (KVCompression,)
+    limit_means: ClassVar[str] = "the first N examples of each subset"
+    main_metric: ClassVar[str] = "average"
 
     subsets: list[str] = field(default_factory=lambda: list(ENGLISH_SUBSETS))
     source: str = "local"  # local (data_dir) | hub (THUDM/LongBench via `datasets`)
@@ -309,67 +311,65 @@ class LongBench(Task):
     def prompt(self, subset: str, record: dict) -> str:
         return self.prompts[subset].format(**record)
 
-    # -- the loop
-    def evaluate(self, lm, method, ctx) -> Scores:
+    # -- the loop (llmlab.tasks.base.Task.evaluate) --------------------------------------------
+    def check_data(self) -> None:
+        if self.source == "local":
+            if not self.data_dir:
+                self.load(self.subsets[0])  # raises the message that says how to give the data
+            for subset in self.subsets:
+                find_subset_file(self.data_dir, subset)
+
+    def items(self, lm, ctx) -> list[tuple[str, dict]]:
+        """(subset, record) for the first `limit` records of every subset."""
+        self._max_length = int(self.max_length or lm.max_length)
+        nl = lm.tokenizer.encode("\n", add_special_tokens=False)
+        self._newline = nl[-1] if nl else None
+        self._examples = {s: self.load(s, ctx.limit) for s in self.subsets}
+        return [(s, r) for s, records in self._examples.items() for r in records]
+
+    def limited(self, items: list, limit: int | None) -> list:
+        return items  # `items` already read the first `limit` records of each subset
+
+    def run_one(self, lm, method, item, ctx) -> dict:
         from llmlab.generation import greedy_generate
 
-        limit = ctx.limit
-        max_length = int(self.max_length or lm.max_length)
-        data = {s: self.load(s, limit) for s in self.subsets}
+        subset, record = item
+        max_new = int(self.max_new_tokens or self.maxlens[subset])
+        # pred.py: samsum also stops at "\n" and must produce at least one token
+        stop_ids = {self._newline} if subset == "samsum" and self._newline is not None else None
+        min_new = 1 if subset == "samsum" else 0
+        with ctx.timer(f"generate/{subset}"):
+            ids, truncated = build_input_ids(lm, self.prompt(subset, record), subset, self._max_length, self.chat)
+            with method.apply(lm):  # a KV press compresses the cache at the end of prefill
+                out = greedy_generate(lm, ids, max_new, stop_ids=stop_ids, min_new_tokens=min_new)[0]
+        text = lm.decode(out)
+        pred = {"subset": subset, "_id": record["_id"], "prediction": text, "answers": record["answers"],
+                "score": lbm.score_example(subset, text, record["answers"], record["all_classes"]),
+                "prompt_tokens": len(ids), "new_tokens": len(out), "length": record.get("length"),
+                "truncated": truncated}
+        if lbm.SUBSET_METRIC[subset][0] == "rouge_l":
+            pred["rouge_l_f"] = max(rouge_l_f(lbm.postprocess(subset, text), a) for a in record["answers"])
+        return pred
+
+    def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:
         metrics: dict[str, float] = {}
-        predictions: list[dict] = []
-        newline = lm.tokenizer.encode("\n", add_special_tokens=False)
-        kv_stats = getattr(method, "kv_stats", None)
-        held, full = [], []
-        bar = tqdm(total=sum(len(v) for v in data.values()), desc="longbench", unit="ex")
-        for subset, records in data.items():
-            max_new = int(self.max_new_tokens or self.maxlens[subset])
-            # pred.py: samsum also stops at "\n" and must produce at least one token
-            stop_ids = {newline[-1]} if subset == "samsum" and newline else None
-            min_new = 1 if subset == "samsum" else 0
-            scores, plain_rouge = [], []
-            with ctx.timer(f"generate/{subset}"):
-                for record in records:
-                    ids, truncated = build_input_ids(lm, self.prompt(subset, record), subset, max_length, self.chat)
-                    with method.apply(lm):  # a KV press compresses the cache at the end of prefill
-                        out = greedy_generate(lm, ids, max_new, stop_ids=stop_ids, min_new_tokens=min_new)[0]
-                    stats = kv_stats() if callable(kv_stats) else None
-                    text = lm.decode(out)
-                    score = lbm.score_example(subset, text, record["answers"], record["all_classes"])
-                    scores.append(score)
-                    pred = {"subset": subset, "_id": record["_id"], "prediction": text, "answers": record["answers"],
-                            "score": score, "prompt_tokens": len(ids), "new_tokens": len(out),
-                            "length": record.get("length"), "truncated": truncated}
-                    if stats and "kv_bytes" in stats:
-                        held.append(stats["kv_bytes"])
-                        full.append(stats.get("kv_bytes_full", stats["kv_bytes"]))
-                        pred.update(kv_bytes=stats["kv_bytes"], kv_bytes_full=full[-1])
-                    if lbm.SUBSET_METRIC[subset][0] == "rouge_l":
-                        plain = max(rouge_l_f(lbm.postprocess(subset, text), a) for a in record["answers"])
-                        plain_rouge.append(plain)
-                        pred["rouge_l_f"] = plain
-                    predictions.append(pred)
-                    bar.update(1)
-            metrics[subset] = lbm.score_subset(scores)
-            if plain_rouge:
-                metrics[f"{subset}/rouge_l_f"] = round(100 * statistics.fmean(plain_rouge), 2)
-        bar.close()
+        for subset in self.subsets:
+            rows = [p for p in predictions if p["subset"] == subset]
+            metrics[subset] = lbm.score_subset([p["score"] for p in rows])
+            plain = [p["rouge_l_f"] for p in rows if "rouge_l_f" in p]
+            if plain:
+                metrics[f"{subset}/rouge_l_f"] = round(100 * statistics.fmean(plain), 2)
         metrics["average"] = round(statistics.fmean(metrics[s] for s in self.subsets), 2)
-        if held:
-            ctx.extra["kv_bytes_mean"] = statistics.fmean(held)
-            ctx.extra["kv_bytes_full_mean"] = statistics.fmean(full)
-            ctx.extra["kv_summary"] = (f"KV held {ctx.extra['kv_bytes_mean'] / 2**20:.2f} MiB vs full "
-                                       f"{ctx.extra['kv_bytes_full_mean'] / 2**20:.2f} MiB per prompt "
-                                       f"({sum(held) / max(sum(full), 1):.1%})")
-            metrics["kv_fraction_held"] = sum(held) / max(sum(full), 1)
-        info = {
+        return metrics
+
+    def info(self, items, method, ctx) -> dict:
+        return {
             "metric_per_subset": {s: f"{lbm.SUBSET_METRIC[s][0]} (LongBench metrics.py, x100)" for s in self.subsets},
             "average": "mean of the subset scores run",
-            "max_length": max_length,
+            "max_length": self._max_length,
             "truncation": "middle (first and last int(max_length/2) tokens, LongBench pred.py)",
             "chat": self.chat,
-            "examples": {s: len(v) for s, v in data.items()},
+            "examples": {s: len(v) for s, v in self._examples.items()},
             "source": self.hub_id if self.source == "hub" else str(self.data_dir),
             "templates": str(self.config_dir) if self.config_dir else "built-in (LongBench config/)",
         }
-        return Scores(metrics=metrics, predictions=predictions, main_metric="average", info=info)

@@ -26,26 +26,19 @@ here the same multi-hop demonstrations serve (they include single-hop questions)
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from tqdm.auto import tqdm
-
+from llmlab.capabilities import Answer, Editing, OwnAnswering
+from llmlab.data import mquake
+from llmlab.data.mquake import Case
 from llmlab.errors import UserError
-from llmlab.methods.editing.base import EditRequest
 from llmlab.metrics.editing import answer_matches, answer_tokens
-from llmlab.tasks.base import Scores, Task
-from llmlab.tasks.editing import (
-    applied,
-    edit_rate,
-    editor_of,
-    generate_answers,
-    offer_demonstrations,
-    prompt_under,
-    read_json_data,
-)
+from llmlab.metrics.registry import register
+from llmlab.models.probes import generate_answers
+from llmlab.tasks.base import Task
+from llmlab.tasks.editing import editor_of, prompt_under, read_json_data
 
 # princeton-nlp/MQuAKE prompts/multihop-prompts.txt (standard prompting), verbatim
 MULTIHOP_PROMPT = """Q: What is the country where The Rotunda is located? A: United States of America
@@ -65,78 +58,6 @@ Q: What is the country of citizenship of Charles II of Spain? A: Spain
 Q: Who was Chevrolet Biscayne created by? A: Chevrolet
 Q: What is the name of the current head of state in United Kingdom? A: Elizabeth II"""
 
-CASE_KEYS = ("requested_rewrite", "questions", "new_answer", "new_single_hops")
-REWRITE_KEYS = ("prompt", "subject", "target_new", "target_true")
-
-
-@dataclass
-class Case:
-    case_id: Any
-    requests: list[EditRequest]
-    questions: list[str]
-    answers: list[str]  # new_answer + new_answer_alias
-    single_hops: list[tuple[str, list[str]]]  # new single hops: (question, answers)
-
-
-def _str(value, where: str, key: str) -> str:
-    if not isinstance(value, str):
-        raise UserError(f"mquake: {where}: {key!r} should be a string, got {type(value).__name__} ({value!r:.80}).")
-    return value
-
-
-def _label(value, where: str, key: str) -> str:
-    """A target in Counterfact style {"str": ..., "id": ...} (a bare string is accepted too)."""
-    if isinstance(value, dict):
-        if "str" not in value:
-            raise UserError(f"mquake: {where}: {key!r} should be an object with 'str' (and 'id'); got {value!r:.80}.")
-        value = value["str"]
-    return _str(value, where, key)
-
-
-def parse_case(raw, i: int) -> Case:
-    where = f"record {i}"
-    if not isinstance(raw, dict):
-        raise UserError(f"mquake: {where} should be an object, got {type(raw).__name__}.")
-    missing = [k for k in CASE_KEYS if k not in raw]
-    if missing:
-        raise UserError(f"mquake: {where} (case_id {raw.get('case_id')}) lacks key(s) {', '.join(map(repr, missing))}; "
-                        f"MQuAKE cases have requested_rewrite, questions, new_answer, new_answer_alias, new_single_hops.")
-    rewrites = raw["requested_rewrite"]
-    if not isinstance(rewrites, list) or not rewrites:
-        raise UserError(f"mquake: {where}: 'requested_rewrite' should be a non-empty list of rewrites.")
-    requests = []
-    for j, rw in enumerate(rewrites):
-        at = f"{where} requested_rewrite[{j}]"
-        if not isinstance(rw, dict) or any(k not in rw for k in REWRITE_KEYS):
-            have = list(rw) if isinstance(rw, dict) else type(rw).__name__
-            raise UserError(f"mquake: {at} needs keys {', '.join(REWRITE_KEYS)}; has {have}.")
-        template, subject = _str(rw["prompt"], at, "prompt"), _str(rw["subject"], at, "subject")
-        if "{}" not in template:
-            raise UserError(f"mquake: {at}: 'prompt' should contain '{{}}' where the subject goes; got {template!r}.")
-        requests.append(EditRequest(
-            prompt=template.format(subject), subject=subject,
-            target_new=_label(rw["target_new"], at, "target_new"),
-            target_true=_label(rw["target_true"], at, "target_true"),
-            extra={"case_id": raw.get("case_id", i), "question": rw.get("question"), "new_answer": raw.get("new_answer")},
-        ))
-    questions = raw["questions"]
-    if not isinstance(questions, list) or not questions or not all(isinstance(q, str) for q in questions):
-        raise UserError(f"mquake: {where}: 'questions' should be a list of strings.")
-    aliases = raw.get("new_answer_alias") or []
-    if not isinstance(aliases, list):
-        raise UserError(f"mquake: {where}: 'new_answer_alias' should be a list of strings.")
-    hops = []
-    for j, hop in enumerate(raw["new_single_hops"] or []):
-        at = f"{where} new_single_hops[{j}]"
-        if not isinstance(hop, dict) or "question" not in hop or "answer" not in hop:
-            raise UserError(f"mquake: {at} needs 'question' and 'answer' (and 'answer_alias').")
-        hops.append((_str(hop["question"], at, "question"),
-                     [_str(hop["answer"], at, "answer")] + [a for a in hop.get("answer_alias") or [] if isinstance(a, str)]))
-    return Case(case_id=raw.get("case_id", i), requests=requests, questions=list(questions),
-                answers=[_str(raw["new_answer"], where, "new_answer")] + [a for a in aliases if isinstance(a, str)],
-                single_hops=hops)
-
-
 def starts_with_answer(generation: str, answers: list[str]) -> bool:
     """The generation's first tokens are one of the answers (for zero-shot cloze completions)."""
     pred = answer_tokens(generation)
@@ -147,9 +68,23 @@ def starts_with_answer(generation: str, answers: list[str]) -> bool:
     return False
 
 
+METRICS = {
+    "multihop/fewshot_em": register("fewshot_em", "fraction of cases answered right (greedy answer == answer or "
+                                    "an alias, normalized); multihop: any of the 3 questions, instance_wise: all new "
+                                    "single hops", unit="0-1"),
+    "edit_wise/cloze_match": register("cloze_match", "fraction of rewrites whose zero-shot cloze generation starts "
+                                      "with target_new", unit="0-1"),
+}
+
+
 @dataclass
 class MQuAKE(Task):
     name: ClassVar[str] = "mquake"
+    requires: ClassVar[type] = Editing
+    honours: ClassVar[tuple] = (Editing, OwnAnswering)
+    unit: ClassVar[str] = "batch"
+    limit_means: ClassVar[str] = "the first N cases (edited in batches of edit_batch_size)"
+    main_metric: ClassVar[str] = "multihop/fewshot_em"
 
     data_path: str | None = None
     hub_id: str | None = None
@@ -179,73 +114,79 @@ class MQuAKE(Task):
             raise UserError(f"mquake: task.fewshot_prompt={path} does not exist (null uses MQuAKE's multihop prompt).")
         return path.read_text(encoding="utf-8").rstrip("\n")
 
+    def check_data(self) -> None:
+        self._cases = self.load_cases()
+        self.batch_size(len(self._cases))
+        self.prompt_text()
+
     def load_cases(self) -> list[Case]:
-        data = read_json_data(self.name, self.data_path, self.hub_id, self.hub_file)
-        if not isinstance(data, list):
-            raise UserError(f"mquake: expected a JSON list of cases, got {type(data).__name__}.")
-        return [parse_case(raw, i) for i, raw in enumerate(data)]
+        return mquake.parse_cases(read_json_data(self.name, self.data_path, self.hub_id, self.hub_file), self.name)
 
-    def ask(self, lm, editor, requests, questions: list[str], fewshot: str) -> list[str]:
-        """The answers to `questions` under the edits, decoded as one batch."""
-        own = getattr(editor, "answers", None)  # editors with their own answering protocol (Reason-KE chains)
-        if own is not None:
-            return own(lm, questions, requests)
-        prompts = [prompt_under(editor, lm, f"{fewshot}\nQ: {q} A:", requests) for q in questions]
-        return generate_answers(lm, prompts, self.chat, self.max_new_tokens)
+    # -- the loop (llmlab.tasks.base.Task.evaluate) --------------------------------------------
+    def items(self, lm, ctx) -> list[Case]:
+        if not hasattr(self, "_cases"):
+            self.check_data()
+        self._fewshot = self.prompt_text()
+        self._offered = False
+        return self._cases
 
-    def evaluate(self, lm, method, ctx) -> Scores:
-        editor = editor_of(method, self.name)
-        cases = self.load_cases()
-        selected = cases[: ctx.limit] if ctx.limit else cases
-        size = self.batch_size(len(selected))
-        fewshot = self.prompt_text()
-        if editor is not None and self.demo_pool:
+    def limited(self, items: list, limit: int | None) -> list[list[Case]]:
+        """The first `limit` cases, in batches of `edit_batch_size` (edited together)."""
+        cases = items[: int(limit)] if limit else items
+        size = self.batch_size(len(cases))
+        self._size = size
+        return [cases[i:i + size] for i in range(0, len(cases), size)]
+
+    def run_one(self, lm, method, batch: list[Case], ctx) -> list[dict]:
+        editor = editor_of(method)
+        if editor is not None and self.demo_pool and not self._offered:
             with ctx.timer("demonstrations"):
-                offer_demonstrations(editor, lm, [r for c in cases for r in c.requests])
-        totals = defaultdict(float)
-        predictions, clock = [], {}
-        batches = [selected[i:i + size] for i in range(0, len(selected), size)]
-        for batch in tqdm(batches, desc=f"mquake batches of {size}", leave=False):
-            requests = [r for c in batch for r in c.requests]
-            with applied(editor, lm, requests, clock) as edited:
-                for case in batch:
-                    record = self.score_case(edited, editor, requests, case, fewshot)
-                    totals["rewrites"] += len(case.requests)
-                    totals["edit_wise"] += sum(r["correct"] for r in record["edits"])
-                    totals["instance_wise"] += record["instance_correct"]
-                    totals["multihop"] += record["multihop_correct"]
-                    predictions.append(record)
-        n = max(1, len(selected))
-        metrics = {
-            "multihop/fewshot_em": totals["multihop"] / n,
-            "edit_wise/cloze_match": totals["edit_wise"] / max(1, totals["rewrites"]),
-            "instance_wise/fewshot_em": totals["instance_wise"] / n,
-        }
-        ctx.extra.update(edit_rate(editor, clock))
-        info = {"edit_batch_size": size, "cases": len(selected), "batches": len(batches),
-                "answers": ("the editor's own protocol: " + type(editor).__name__ if getattr(editor, "answers", None)
-                            else "few-shot prompting (MQuAKE multihop prompt)"),
-                "metrics": {"multihop/fewshot_em": "any of the 3 questions: greedy answer == new_answer or alias",
-                            "edit_wise/cloze_match": "rewrite cloze, zero-shot: generation starts with target_new",
-                            "instance_wise/fewshot_em": "all new single hops answered (answer or alias)"}}
-        return Scores(metrics=metrics, predictions=predictions, main_metric="multihop/fewshot_em", info=info)
+                editor.prepare_demonstrations(lm, [r for c in self._cases for r in c.requests])
+            self._offered = True
+        requests = [r for c in batch for r in c.requests]
+        if editor is None:
+            return [self.score_case(lm, None, requests, case) for case in batch]
+        with editor.edit(lm, requests) as edited:
+            return [self.score_case(edited, editor, requests, case) for case in batch]
 
-    def score_case(self, lm, editor, requests, case: Case, fewshot: str) -> dict:
+    def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:
+        n = max(1, len(predictions))
+        rewrites = sum(len(p["edits"]) for p in predictions)
+        return {
+            "multihop/fewshot_em": sum(p["multihop_correct"] for p in predictions) / n,
+            "edit_wise/cloze_match": sum(e["correct"] for p in predictions for e in p["edits"]) / max(1, rewrites),
+            "instance_wise/fewshot_em": sum(p["instance_correct"] for p in predictions) / n,
+        }
+
+    def info(self, batches, method, ctx) -> dict:
+        answers = (f"the editor's own protocol: {type(method).__name__}" if isinstance(method, OwnAnswering)
+                   else "few-shot prompting (MQuAKE multihop prompt)")
+        return {"edit_batch_size": self._size, "cases": sum(len(b) for b in batches), "batches": len(batches),
+                "answers": answers, "metrics": {name: m.description for name, m in METRICS.items()}}
+
+    def ask(self, lm, editor, requests, questions: list[str]) -> list[Answer]:
+        """The answers to `questions` under the edits: the editor's own protocol when it has one
+        (Reason-KE's chains), else few-shot prompting; decoded as one batch."""
+        if isinstance(editor, OwnAnswering):
+            return editor.answers(lm, questions, requests)
+        prompts = [prompt_under(editor, lm, f"{self._fewshot}\nQ: {q} A:", requests) for q in questions]
+        return [Answer(text=a, output=a) for a in generate_answers(lm, prompts, self.chat, self.max_new_tokens)]
+
+    def score_case(self, lm, editor, requests, case: Case) -> dict:
         clozes = generate_answers(lm, [prompt_under(editor, lm, r.prompt, requests) for r in case.requests],
                                   self.chat, self.max_new_tokens)
         edits = [{"cloze": r.prompt, "target_new": r.target_new, "generation": generation,
                   "correct": starts_with_answer(generation, [r.target_new])}
                  for r, generation in zip(case.requests, clozes)]
-        asked = [q for q, _ in case.single_hops] + list(case.questions)
-        generations = self.ask(lm, editor, requests, asked, fewshot)
-        chains = list(getattr(editor, "last_outputs", None) or [])  # raw outputs, when the editor keeps them
-        hops = [{"question": q, "generation": g, "correct": answer_matches(g, answers)}
-                for (q, answers), g in zip(case.single_hops, generations)]
-        multihop = [{"question": q, "generation": g, "correct": answer_matches(g, case.answers)}
-                    for q, g in zip(case.questions, generations[len(hops):])]
-        if len(chains) == len(asked):
-            for record, chain in zip(hops + multihop, chains):
-                record["output"] = chain
+        asked = [h.question for h in case.single_hops] + list(case.questions)
+        answers = self.ask(lm, editor, requests, asked)
+        hops = [{"question": h.question, "generation": a.text, "correct": answer_matches(a.text, h.answers)}
+                for h, a in zip(case.single_hops, answers)]
+        multihop = [{"question": q, "generation": a.text, "correct": answer_matches(a.text, case.answers)}
+                    for q, a in zip(case.questions, answers[len(hops):])]
+        if isinstance(editor, OwnAnswering):  # keep the chains the answers were parsed from
+            for record, a in zip(hops + multihop, answers):
+                record["output"] = a.output
         return {"case_id": case.case_id, "new_answer": case.answers[0], "edits": edits, "single_hops": hops,
                 "questions": multihop, "multihop_correct": any(q["correct"] for q in multihop),
                 "instance_correct": bool(hops) and all(h["correct"] for h in hops)}

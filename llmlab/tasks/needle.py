@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
-from tqdm.auto import tqdm
-
+from llmlab.capabilities import KVCompression
 from llmlab.errors import UserError
 from llmlab.generation import greedy_generate
+from llmlab.metrics.registry import register
 from llmlab.metrics.text import rouge1_f_stemmed
 from llmlab.tasks.base import Scores, Task
+
+register("rouge1_f", "ROUGE-1 F with Porter stemming (rouge-score) of the answer vs the needle, x100 "
+         "(KVCache-Factory / LLMTest_NeedleInAHaystack; their 0-10 scale x10)", unit="x100")
 
 # LLMTest_NeedleInAHaystack's default needle and question (also KVCache-Factory's)
 NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."
@@ -31,6 +34,10 @@ QUESTION = "What is the best thing to do in San Francisco?"
 @dataclass
 class Needle(Task):
     name: ClassVar[str] = "needle"
+    honours: ClassVar[tuple] = (KVCompression,)
+    unit: ClassVar[str] = "cell"
+    limit_means: ClassVar[str] = "the first N (context length, depth) cells, lengths outer"
+    main_metric: ClassVar[str] = "rouge1_f"
 
     context_lengths: list[int] = field(default_factory=lambda: [512, 1024, 2048])
     depths: list[float] = field(default_factory=lambda: [0, 25, 50, 75, 100])  # percent of the context
@@ -46,11 +53,11 @@ class Needle(Task):
     stop_at_newline: bool = False  # KVCache-Factory stops generation at a newline
     heatmap: bool = True
 
-    def haystack(self) -> str:
-        if not self.haystack_dir:
-            from llmlab.corpus import stdlib_text
+    def check_data(self) -> None:
+        if self.haystack_dir:
+            self.haystack_files()
 
-            return stdlib_text()
+    def haystack_files(self) -> list[Path]:
         root = Path(self.haystack_dir).expanduser()
         files = sorted(root.glob("*.txt")) if root.is_dir() else []
         if not files:
@@ -59,7 +66,14 @@ class Needle(Task):
                 f"({'not a directory' if not root.is_dir() else 'empty'}). Give a directory of .txt files "
                 f"(e.g. Paul Graham's essays) or leave haystack_dir=null to use the standard library's docstrings."
             )
-        return "\n\n".join(f.read_text(encoding="utf-8", errors="replace") for f in files)
+        return files
+
+    def haystack(self) -> str:
+        if not self.haystack_dir:
+            from llmlab.corpus import stdlib_text
+
+            return stdlib_text()
+        return "\n\n".join(f.read_text(encoding="utf-8", errors="replace") for f in self.haystack_files())
 
     def period_ids(self, tok) -> set[int]:
         """Token ids that end a sentence (their text ends with '.'), for needle placement."""
@@ -94,46 +108,44 @@ class Needle(Task):
             ids = ids + lm.encode(self.answer_prefix, add_special_tokens=False)
         return ids, point
 
-    def evaluate(self, lm, method, ctx) -> Scores:
-        hay = self.haystack()
-        hay_ids = lm.tokenizer(hay, add_special_tokens=False)["input_ids"]
+    # -- the loop (llmlab.tasks.base.Task.evaluate) ----------------------------------------------
+    def items(self, lm, ctx) -> list[tuple[int, float]]:
+        hay_ids = lm.tokenizer(self.haystack(), add_special_tokens=False)["input_ids"]
         longest = max(self.context_lengths)
         while len(hay_ids) < longest:  # repeat a short haystack
             hay_ids = hay_ids + hay_ids
-        cells = [(L, d) for L in self.context_lengths for d in self.depths]
-        if ctx.limit:
-            cells = cells[: int(ctx.limit)]
-        predictions, kv = [], []
-        stop = set(lm.tokenizer("\n", add_special_tokens=False)["input_ids"][-1:]) if self.stop_at_newline else set()
-        for length, depth in tqdm(cells, desc="needle", unit="cell"):
-            ids, offset = self.build_prompt(lm, hay_ids, length, depth)
-            with method.apply(lm):
-                out = greedy_generate(lm, ids, self.max_new_tokens, stop_ids=stop)[0]
-            stats = method.kv_stats() if hasattr(method, "kv_stats") else None
-            if stats:
-                kv.append(stats)
-            answer = lm.decode(out).strip()
-            score = 100 * rouge1_f(self.needle, answer)
-            predictions.append({"context_length": length, "depth": depth, "prompt_tokens": len(ids),
-                                "needle_token_offset": offset, "prediction": answer, "rouge1_f": score,
-                                **({"kv_bytes": stats["kv_bytes"], "kv_bytes_full": stats["kv_bytes_full"]} if stats else {})})
+        self._hay_ids = hay_ids
+        nl = lm.tokenizer("\n", add_special_tokens=False)["input_ids"][-1:]
+        self._stop = set(nl) if self.stop_at_newline else set()
+        return [(length, depth) for length in self.context_lengths for depth in self.depths]
+
+    def run_one(self, lm, method, cell, ctx) -> dict:
+        length, depth = cell
+        ids, offset = self.build_prompt(lm, self._hay_ids, length, depth)
+        with method.apply(lm):
+            out = greedy_generate(lm, ids, self.max_new_tokens, stop_ids=self._stop)[0]
+        answer = lm.decode(out).strip()
+        return {"context_length": length, "depth": depth, "prompt_tokens": len(ids), "needle_token_offset": offset,
+                "prediction": answer, "rouge1_f": 100 * rouge1_f(self.needle, answer)}
+
+    def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:
         metrics = {"rouge1_f": _mean(p["rouge1_f"] for p in predictions)}
         for length in self.context_lengths:
             cell = [p["rouge1_f"] for p in predictions if p["context_length"] == length]
             if cell:
                 metrics[f"rouge1_f@{length}"] = _mean(cell)
-        if kv:
-            held, full = sum(s["kv_bytes"] for s in kv), sum(s["kv_bytes_full"] for s in kv)
-            ctx.extra["kv_bytes_mean"] = held / len(kv)
-            ctx.extra["kv_bytes_full_mean"] = full / len(kv)
-            ctx.extra["kv_summary"] = f"KV held {held / len(kv) / 2**20:.2f} MiB vs full {full / len(kv) / 2**20:.2f} MiB per prompt ({held / max(full, 1):.1%})"
-            metrics["kv_fraction_held"] = held / max(full, 1)
-        if self.heatmap and predictions:
-            ctx.add_artifact(plot_heatmap(predictions, ctx.path("needle_heatmap.png"),
+        return metrics
+
+    def info(self, items, method, ctx) -> dict:
+        return {"score": "ROUGE-1 F (rouge-score, Porter stemmer) of answer vs needle, x100", "cells": len(items),
+                "haystack": self.haystack_dir or "python stdlib docstrings"}
+
+    def evaluate(self, lm, method, ctx) -> Scores:
+        scores = super().evaluate(lm, method, ctx)
+        if self.heatmap and scores.predictions:
+            ctx.add_artifact(plot_heatmap(scores.predictions, ctx.path("needle_heatmap.png"),
                                           title=f"{getattr(method, 'name', 'method')} · {lm.name}"))
-        return Scores(metrics=metrics, predictions=predictions, main_metric="rouge1_f",
-                      info={"score": "ROUGE-1 F (rouge-score, Porter stemmer) of answer vs needle, x100", "cells": len(predictions),
-                            "haystack": self.haystack_dir or "python stdlib docstrings"})
+        return scores
 
 
 def rouge1_f(reference: str, prediction: str) -> float:

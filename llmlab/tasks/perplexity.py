@@ -16,15 +16,21 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from tqdm.auto import tqdm
-
 from llmlab.errors import UserError
-from llmlab.tasks.base import Scores, Task
+from llmlab.metrics.registry import register
+from llmlab.tasks.base import Task
+
+register("perplexity", "exp(mean NLL per scored token), sliding windows (HF perplexity guide)", higher_is_better=False)
+register("nll_per_token", "mean negative log-likelihood per scored token (nats)", higher_is_better=False)
+register("scored_tokens", "tokens scored", higher_is_better=None, unit="tokens")
 
 
 @dataclass
 class Perplexity(Task):
     name: ClassVar[str] = "perplexity"
+    unit: ClassVar[str] = "window"
+    limit_means: ClassVar[str] = "the first N windows"
+    main_metric: ClassVar[str] = "perplexity"
 
     path: str | None = None  # a text file or a directory of .txt files
     dataset: str | None = None  # a hub dataset id, e.g. wikitext (with `config`)
@@ -59,37 +65,49 @@ class Perplexity(Task):
 
         return stdlib_text(), "python stdlib docstrings"
 
-    @torch.inference_mode()
-    def evaluate(self, lm, method, ctx) -> Scores:
-        text, source = self.text()
-        ids = lm.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
+    # -- the loop (llmlab.tasks.base.Task.evaluate) --------------------------------------------
+    def check_data(self) -> None:
+        if self.path and not Path(self.path).expanduser().exists():
+            raise UserError(f"perplexity: task.path={self.path} does not exist. Give a text file or a directory of "
+                            f".txt files, or task.dataset=<hub id> when the hub is reachable.")
+
+    def items(self, lm, ctx) -> list[tuple[int, int, int]]:
+        """Windows (begin, end, scored tokens): each scores the tokens the previous one did not."""
+        text, self._source = self.text()
+        self._ids = lm.tokenizer(text, return_tensors="pt", add_special_tokens=False)["input_ids"][0]
         if self.max_tokens:
-            ids = ids[: int(self.max_tokens)]
-        window = int(self.max_length or lm.max_length)
-        if self.stride <= 0 or self.stride > window:
-            raise UserError(f"perplexity: stride must be in 1..max_length ({window}); got {self.stride}.")
-        starts = list(range(0, max(len(ids) - 1, 1), self.stride))
-        if ctx.limit:
-            starts = starts[: int(ctx.limit)]
-        nll_sum, counted, prev_end, predictions = 0.0, 0, 0, []
+            self._ids = self._ids[: int(self.max_tokens)]
+        n = len(self._ids)
+        self._window = int(self.max_length or lm.max_length)
+        if self.stride <= 0 or self.stride > self._window:
+            raise UserError(f"perplexity: stride must be in 1..max_length ({self._window}); got {self.stride}.")
+        windows, prev_end = [], 0
+        for begin in range(0, max(n - 1, 1), self.stride):
+            end = min(begin + self._window, n)
+            scored = end - max(prev_end, begin + 1) if begin == 0 else end - prev_end
+            if scored <= 0:
+                break
+            windows.append((begin, end, scored))
+            prev_end = end
+            if end == n:
+                break
+        return windows
+
+    @torch.inference_mode()
+    def run_one(self, lm, method, window, ctx) -> dict:
+        begin, end, scored = window
+        chunk = self._ids[begin:end][None].to(lm.device)
         with method.apply(lm):
-            for begin in tqdm(starts, desc="perplexity", unit="window"):
-                end = min(begin + window, len(ids))
-                target_len = end - max(prev_end, begin + 1) if begin == 0 else end - prev_end
-                if target_len <= 0:
-                    break
-                chunk = ids[begin:end][None].to(lm.device)
-                logits = lm.model(input_ids=chunk).logits[0, :-1].float()
-                targets = chunk[0, 1:]
-                nll = torch.nn.functional.cross_entropy(logits[-target_len:], targets[-target_len:], reduction="sum")
-                nll_sum += nll.item()
-                counted += target_len
-                predictions.append({"window_start": begin, "window_end": end, "scored_tokens": target_len,
-                                    "nll_per_token": nll.item() / target_len})
-                prev_end = end
-                if end == len(ids):
-                    break
-        mean = nll_sum / max(counted, 1)
-        return Scores(metrics={"perplexity": math.exp(mean), "nll_per_token": mean, "scored_tokens": float(counted)},
-                      predictions=predictions, main_metric="perplexity",
-                      info={"source": source, "window": window, "stride": self.stride})
+            logits = lm.model(input_ids=chunk).logits[0, :-1].float()
+        targets = chunk[0, 1:]
+        nll = torch.nn.functional.cross_entropy(logits[-scored:], targets[-scored:], reduction="sum").item()
+        return {"window_start": begin, "window_end": end, "scored_tokens": scored, "nll": nll,
+                "nll_per_token": nll / scored}
+
+    def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:
+        counted = sum(p["scored_tokens"] for p in predictions)
+        mean = sum(p["nll"] for p in predictions) / max(counted, 1)
+        return {"perplexity": math.exp(mean), "nll_per_token": mean, "scored_tokens": float(counted)}
+
+    def info(self, items, method, ctx) -> dict:
+        return {"source": self._source, "window": self._window, "stride": self.stride}

@@ -76,3 +76,20 @@ def _tied(model, name: str) -> bool:
     keys = tied.keys() if isinstance(tied, dict) else tied
     return any(name == k or name.endswith(k) for k in keys) or (
         name.endswith("lm_head.weight") and getattr(model.config, "tie_word_embeddings", False))
+
+
+def train_once(ctx, lm, name: str, inputs: dict, train, use_cache: bool = True) -> tuple[list[dict], bool, TrainedCheckpoint]:
+    """Train once, cache by signature, reuse: load the checkpoint `name` with these `inputs` into `lm`
+    when it exists (and `use_cache`), else run `train()` (which changes `lm` in place and returns its
+    log history) and save it. Returns (history, reused, checkpoint); times `<name>_load` / `<name>_train`."""
+    ckpt = TrainedCheckpoint(name, inputs)
+    if use_cache and ckpt.exists():
+        with ctx.timer(f"{name}_load"):
+            history = ckpt.load_into(lm)
+        print(f"[llmlab] {name}: reusing the trained checkpoint {ckpt.path}", flush=True)
+        return history, True, ckpt
+    with ctx.timer(f"{name}_train"):
+        history = train()
+    if use_cache:
+        ckpt.save(lm, history)
+    return history, False, ckpt

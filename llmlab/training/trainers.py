@@ -105,8 +105,16 @@ def _finish(lm, trainer) -> list[dict]:
     return [dict(h) for h in trainer.state.log_history]
 
 
+def _callbacks(ctx, stage: str | None) -> list:
+    if ctx is None:
+        return []
+    from llmlab.training.callbacks import StepLogger
+
+    return [StepLogger(ctx, stage or "train")]
+
+
 def sft(lm, examples: list[dict], settings: TrainSettings, chat: bool = True, seed: int = 0,
-        run_name: str | None = None) -> list[dict]:
+        run_name: str | None = None, ctx=None) -> list[dict]:
     """Fine-tune `lm.model` in place on the answers; return the Trainer log history."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
@@ -117,12 +125,12 @@ def sft(lm, examples: list[dict], settings: TrainSettings, chat: bool = True, se
         args = SFTConfig(**_common_args(settings, out, seed, run_name), max_length=settings.max_length,
                          completion_only_loss=True, packing=False, dataset_num_proc=None)
         trainer = SFTTrainer(model=lm.model, args=args, train_dataset=Dataset.from_list(sft_rows(lm, examples, chat)),
-                             processing_class=lm.tokenizer)
+                             processing_class=lm.tokenizer, callbacks=_callbacks(ctx, run_name))
         return _finish(lm, trainer)
 
 
 def orpo(lm, pairs: list[dict], settings: TrainSettings, chat: bool = True, seed: int = 0,
-         run_name: str | None = None) -> list[dict]:
+         run_name: str | None = None, ctx=None) -> list[dict]:
     """ORPO (odds-ratio preference optimization) on `lm.model` in place; return the log history."""
     import os
     import warnings
@@ -142,7 +150,7 @@ def orpo(lm, pairs: list[dict], settings: TrainSettings, chat: bool = True, seed
         common["remove_unused_columns"] = False
         args = ORPOConfig(**common, beta=settings.beta, max_length=settings.max_length)
         trainer = ORPOTrainer(model=lm.model, args=args, train_dataset=Dataset.from_list(orpo_rows(lm, pairs, chat)),
-                              processing_class=lm.tokenizer)
+                              processing_class=lm.tokenizer, callbacks=_callbacks(ctx, run_name))
         return _finish(lm, trainer)
 
 

@@ -26,14 +26,17 @@ import hashlib
 import logging
 import os
 import re
+import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from llmlab.batching import pad_id, padded
 from llmlab.errors import UserError
+from llmlab.methods.editing.base import WeightEditor
+from llmlab.models import activations, anatomy
 
 log = logging.getLogger(__name__)
 
@@ -46,19 +49,13 @@ TEMPLATE_SEEDS = ("The", "Therefore", "Because", "I", "You")
 
 
 def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a llama-, qwen2-, mistral- or gemma3-style causal LM."""
-    for path in ("model.layers", "model.language_model.layers", "language_model.model.layers"):
-        obj = model
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
-            if obj is None:
-                break
-        if isinstance(obj, nn.ModuleList) and len(obj) and _down_proj_of(obj[0]) is not None:
-            return obj
-    for name, module in model.named_modules():
-        if name.endswith("layers") and isinstance(module, nn.ModuleList) and len(module) \
-                and _down_proj_of(module[0]) is not None:
-            return module
+    """The decoder blocks of a llama-, qwen2-, mistral- or gemma3-style causal LM (llmlab.models.anatomy)."""
+    try:
+        found = anatomy.blocks(model)
+        if isinstance(anatomy.mlp_out(found[0], strict=False), nn.Linear) and hasattr(found[0], "self_attn"):
+            return found
+    except UserError:
+        pass
     raise UserError(
         f"ROME/MEMIT rewrite the MLP down-projection (`mlp.down_proj`, an nn.Linear) of a decoder "
         f"layer, but {type(model).__name__} has no list of decoder layers with one. Use a llama-, "
@@ -66,22 +63,13 @@ def decoder_layers(model: nn.Module) -> nn.ModuleList:
     )
 
 
-def _down_proj_of(block: nn.Module) -> nn.Linear | None:
-    proj = getattr(getattr(block, "mlp", None), "down_proj", None)
-    return proj if isinstance(proj, nn.Linear) else None
-
-
 def down_proj(model: nn.Module, layer: int) -> nn.Linear:
-    return _down_proj_of(decoder_layers(model)[layer])
+    return anatomy.mlp_out(decoder_layers(model)[layer])
 
 
 def down_proj_weight_name(model: nn.Module, layer: int) -> str:
     """The parameter name of layer `layer`'s down-projection weight (for WeightSnapshot)."""
-    weight = down_proj(model, layer).weight
-    for name, param in model.named_parameters():
-        if param is weight:
-            return name
-    raise RuntimeError(f"down_proj weight of layer {layer} is not a named parameter")  # pragma: no cover
+    return anatomy.parameter_name(model, down_proj(model, layer).weight)
 
 
 def resolve_layers(lm, layers, method: str, default) -> list[int]:
@@ -242,26 +230,7 @@ def _tensor_out(output):
 
 def io_at(lm, module: nn.Module, prompts: list[Prompt], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Input and output of `module` at each prompt's lookup token: ([n, d_in], [n, d_out]), float32."""
-    ins, outs = [], []
-    captured = {}
-
-    def hook(mod, args, output):
-        captured["in"], captured["out"] = args[0], _tensor_out(output)
-
-    handle = module.register_forward_hook(hook)
-    try:
-        with torch.no_grad():
-            for i in range(0, len(prompts), batch_size):
-                chunk = prompts[i: i + batch_size]
-                ids, mask, _ = padded([p.ids for p in chunk], pad_id(lm.tokenizer), lm.device)
-                lm.model(input_ids=ids, attention_mask=mask, use_cache=False)
-                rows = torch.arange(len(chunk), device=ids.device)
-                cols = torch.tensor([p.lookup for p in chunk], device=ids.device)
-                ins.append(captured["in"][rows, cols].float())
-                outs.append(captured["out"][rows, cols].float())
-    finally:
-        handle.remove()
-    return torch.cat(ins), torch.cat(outs)
+    return activations.io_at(lm, module, [(p.ids, p.lookup) for p in prompts], batch_size)
 
 
 def mean_key(lm, layer: int, groups: list[list[str]], prompt: str, subject: str) -> torch.Tensor:
@@ -380,7 +349,7 @@ def logits_at(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor, positions
 def _tensor_out_dim(module: nn.Module) -> int:
     if isinstance(module, nn.Linear):
         return module.out_features
-    proj = _down_proj_of(module)  # a decoder block: its output is the residual stream
+    proj = anatomy.mlp_out(module, strict=False)  # a decoder block: its output is the residual stream
     if proj is not None:
         return proj.out_features
     raise TypeError(f"cannot tell the output width of {type(module).__name__}")  # pragma: no cover
@@ -390,10 +359,6 @@ def _tensor_out_dim(module: nn.Module) -> int:
 
 _MOM2_CACHE: dict[tuple, torch.Tensor] = {}
 _WARNED: set[tuple] = set()
-
-
-class _Stop(Exception):
-    pass
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -469,49 +434,12 @@ def _mom2_path(lm, key):
 
 
 def _collect(lm, layers: list[int], texts, max_length: int) -> dict[int, torch.Tensor]:
-    from tqdm.auto import tqdm
-
-    tok, model = lm.tokenizer, lm.model
-    seqs = [tok(t, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"] for t in texts]
-    seqs = sorted((s for s in seqs if s), key=len)
-    modules = {layer: down_proj(model, layer) for layer in layers}
-    d = next(iter(modules.values())).in_features
-    sums = {layer: torch.zeros(d, d, dtype=torch.float64, device=lm.device) for layer in layers}
-    count = 0
-    mask_now = {}
-    last = max(layers)
-
-    def make_hook(layer):
-        def hook(mod, args):
-            x = args[0][mask_now["m"]].to(torch.float64)  # [tokens, d], padding dropped
-            sums[layer].add_(x.T @ x)
-            if layer == last:
-                raise _Stop  # nothing above the last needed layer matters (nethook.Trace stop=True)
-        return hook
-
-    handles = [modules[layer].register_forward_pre_hook(make_hook(layer)) for layer in layers]
-    batches, cur = [], []
-    for s in seqs:  # batches of about 4096 tokens
-        if cur and (len(cur) + 1) * len(s) > 4096:
-            batches.append(cur)
-            cur = []
-        cur.append(s)
-    if cur:
-        batches.append(cur)
-    try:
-        with torch.no_grad():
-            for batch in tqdm(batches, desc=f"mom2 layers {layers}", leave=False):
-                ids, mask, _ = padded(batch, pad_id(tok), lm.device)
-                mask_now["m"] = mask.bool()
-                count += int(mask.sum())
-                try:
-                    model(input_ids=ids, attention_mask=mask, use_cache=False)
-                except _Stop:
-                    pass
-    finally:
-        for h in handles:
-            h.remove()
-    return {layer: (sums[layer] / max(count, 1)).float().cpu() for layer in layers}
+    """E[k kᵀ] of each layer's down-projection input over every non-pad token of `texts`."""
+    tok = lm.tokenizer
+    rows = [tok(t, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"] for t in texts]
+    modules = {layer: down_proj(lm.model, layer) for layer in sorted(layers)}
+    moments = activations.collect_second_moments(lm, modules, rows, progress_desc=f"mom2 layers {layers}")
+    return {layer: m.mean_outer().float().cpu() for layer, m in moments.items()}
 
 
 # --------------------------------------------------------------------------- closed-form updates
@@ -538,3 +466,63 @@ def memit_update(keys: torch.Tensor, residuals: torch.Tensor, cov: torch.Tensor,
     k, r = keys.double(), residuals.double()
     adj = torch.linalg.solve(weight * cov.double() + k @ k.T, k)
     return r @ adj.T
+
+
+# --------------------------------------------------------------------------- the shared editor
+
+
+@dataclass
+class KeyValueEditor(WeightEditor):
+    """What ROME and MEMIT share: the value optimisation settings (compute_v.py / compute_z.py),
+    the key second moment (layer_stats.py), the context templates, the layers and their facts."""
+
+    layers: list[int] | None = None  # null: the subclass's depth-scaled default
+    v_num_grad_steps: int = 25
+    v_lr: float = 0.5
+    v_weight_decay: float = 1e-3
+    clamp_norm_factor: float = 4.0
+    kl_factor: float = 0.0625
+    mom2_adjustment: bool = False
+    mom2_n_samples: int = 100000  # texts in the key sample (capped at the local text's docstrings)
+    mom2_max_length: int = 512  # tokens per text sample
+    mom2_cache_on_disk: bool = True
+    context_template_length_params: list = field(default_factory=list)
+    template_seed: int = 0
+
+    def __post_init__(self):
+        if self.layers is not None:
+            self.layers = [int(x) for x in self.layers] if hasattr(self.layers, "__iter__") else [int(self.layers)]
+        self.context_template_length_params = [[int(a), int(b)] for a, b in (self.context_template_length_params or [])]
+        self._stats: dict = {"mom2_seconds": 0.0, "template_seconds": 0.0}
+
+    @staticmethod
+    def default_layers(depth: int) -> list[int]:  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    def resolved_layers(self, lm) -> list[int]:
+        return resolve_layers(lm, self.layers, self.name, self.default_layers)
+
+    def edited_weights(self, lm) -> list[str]:
+        return [down_proj_weight_name(lm.model, layer) for layer in self.resolved_layers(lm)]
+
+    def value_settings(self) -> ValueSettings:
+        return ValueSettings(self.v_num_grad_steps, self.v_lr, self.v_weight_decay, self.kl_factor,
+                             self.clamp_norm_factor)
+
+    def templates(self, lm) -> list[list[str]]:
+        """The context template groups (timed, cached per model)."""
+        start = time.perf_counter()
+        groups = context_templates(lm, self.context_template_length_params, self.template_seed)
+        self._stats["template_seconds"] += time.perf_counter() - start
+        return groups
+
+    def key_moments(self, lm, layers: list[int]) -> dict[int, torch.Tensor]:
+        """C = E[k kᵀ] per layer over the local text sample (timed; records the samples used)."""
+        start = time.perf_counter()
+        moments = second_moments(lm, layers, self.mom2_n_samples, self.mom2_max_length, self.mom2_cache_on_disk)
+        self._stats["mom2_samples_used"] = mom2_samples_used(self.mom2_n_samples)
+        self._stats["mom2_seconds"] += time.perf_counter() - start
+        return moments
+
+    def facts(self) -> dict:
+        return dict(self._stats)

@@ -8,58 +8,31 @@ parameters they touch (`WeightSnapshot`); in-context editors change the prompt i
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import torch
 
+from llmlab.capabilities import EditRequest, Editing
 from llmlab.methods.base import Method
 
-
-@dataclass
-class EditRequest:
-    """One fact to write: `prompt` (the edit prompt, ending where the target begins), its
-    `subject` (a substring of `prompt`), the `target_new` answer, and the old answer if known."""
-
-    prompt: str
-    subject: str
-    target_new: str
-    target_true: str | None = None
-    extra: dict = field(default_factory=dict)  # task-specific fields (e.g. language, case id)
+__all__ = ["EditRequest", "Editor", "WeightEditor", "InContextEditor", "WeightSnapshot", "restoring"]
 
 
 @dataclass
-class Editor(Method):
+class Editor(Method, Editing):
+    """Base of the editors; `edit`, `prompt_for`, `prepare_demonstrations` as llmlab.capabilities.Editing."""
+
     family: ClassVar[str] = "editing"
-
-    @contextmanager
-    def edit(self, lm, requests: list[EditRequest]):
-        """Apply `requests` to `lm`; yield the edited LM; restore the original on exit."""
-        yield lm
-
-    def prompt_for(self, lm, query: str, requests: list[EditRequest], lang: str | None = None) -> str:
-        """The prompt to evaluate `query` with, under the current edits (identity for weight editors).
-        `lang` is the language `query` is asked in, when the task knows it."""
-        return query
-
-    def prepare_demonstrations(self, lm, pool: list[EditRequest]) -> None:
-        """Optional: the task's other edit cases, offered once before editing (IKE retrieves its
-        in-context demonstrations from them; `extra` may hold `case_id`, `rephrase`, `loc`,
-        `loc_ans`). Weight editors ignore it."""
-
-
-def prompt_target_ids(tokenizer, prompt: str, target: str) -> tuple[list[int], int]:
-    """Token ids of `prompt + " " + target` and the number of prompt tokens: the target tokens are
-    `ids[n_prompt:]` (EasyEdit's split: the prompt is tokenized alone, the pair together)."""
-    n_prompt = len(tokenizer(prompt)["input_ids"])
-    ids = list(tokenizer(f"{prompt} {target}")["input_ids"])
-    return ids, min(n_prompt, len(ids))
 
 
 class WeightEditor(Editor):
     """An editor that writes edits into named weights (FT, ROME, MEMIT): `edit` snapshots
-    `edited_weights`, calls `apply_edits`, and restores the weights bit for bit on exit."""
+    `edited_weights`, calls `apply_edits`, and restores the weights bit for bit on exit. It times
+    its own edits: `report()` has `edits`, `edit_seconds` and `edits_per_second`, beside what the
+    editor's `facts` hold (its optimisation: losses, steps, norms)."""
 
     def edited_weights(self, lm) -> list[str]:  # pragma: no cover - protocol
         raise NotImplementedError
@@ -71,8 +44,31 @@ class WeightEditor(Editor):
     def edit(self, lm, requests: list[EditRequest]):
         requests = [requests] if isinstance(requests, EditRequest) else list(requests)
         with restoring(lm.model, self.edited_weights(lm)):
+            start = time.perf_counter()
             self.apply_edits(lm, requests)
+            clock = self.__dict__.setdefault("_clock", {"edits": 0, "edit_calls": 0, "edit_seconds": 0.0})
+            clock["edits"] += len(requests)
+            clock["edit_calls"] += 1
+            clock["edit_seconds"] += time.perf_counter() - start
             yield lm
+
+    def facts(self) -> dict[str, Any]:
+        """The editor's own optimisation facts (subclasses)."""
+        return {}
+
+    def report(self) -> dict[str, Any]:
+        clock = dict(self.__dict__.get("_clock") or {})
+        if clock.get("edit_seconds"):
+            clock["edit_seconds"] = round(clock["edit_seconds"], 3)
+            clock["edits_per_second"] = clock["edits"] / clock["edit_seconds"]
+        return {**self.facts(), **clock}
+
+    def summary(self) -> str | None:
+        clock = self.__dict__.get("_clock")
+        if not clock or not clock["edits"]:
+            return None
+        return (f"{self.name}: {clock['edits']} edits in {clock['edit_seconds']:.1f} s "
+                f"({clock['edit_seconds'] / clock['edits']:.2f} s per edit)")
 
 
 class InContextEditor(Editor):

@@ -33,7 +33,9 @@ from typing import ClassVar
 import torch
 
 from llmlab.errors import UserError
-from llmlab.methods.editing.base import EditRequest, WeightEditor, prompt_target_ids
+from llmlab.methods.editing.base import EditRequest, WeightEditor
+from llmlab.models import anatomy
+from llmlab.models.probes import prompt_target_ids
 
 OBJECTIVES = ("prompt_last", "target_new")
 DEFAULT_LAYER_FRACTION = 21 / 32  # EasyEdit hparams/FT/llama-7b.yaml: layers [21] of 32
@@ -51,7 +53,7 @@ class FT(WeightEditor):
     norm_constraint: float | None = None
     batch_size: int = 1
     stop_loss: float = 1e-2  # EasyEdit: no step below it; stop when a pass's mean is below it
-    module_template: str = "layers.{}.mlp.down_proj.weight"
+    module_template: str | None = None  # null: the MLP output weight (down_proj); or e.g. "layers.{}.mlp.up_proj.weight"
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -60,13 +62,12 @@ class FT(WeightEditor):
         if self.num_steps < 0 or self.batch_size < 1:
             raise UserError(f"ft: num_steps must be >= 0 and batch_size >= 1; got {self.num_steps}, {self.batch_size}.")
         self.last_losses: list[float] = []
+        self._losses: list[tuple[float, float]] = []  # (first pass, last pass) mean loss of every edit
 
     # -- which weights -------------------------------------------------------------------------
     def resolved_layers(self, model) -> list[int]:
-        depth = int(getattr(model.config, "num_hidden_layers", 0) or 0)
+        depth = anatomy.num_blocks(model)
         if self.layers is None:
-            if depth <= 0:
-                raise UserError("ft: cannot tell the model's depth (config.num_hidden_layers); set method.layers=[i].")
             return [min(depth - 1, round(DEFAULT_LAYER_FRACTION * depth))]
         layers = [int(i) for i in self.layers]
         bad = [i for i in layers if not 0 <= i < depth]
@@ -77,6 +78,11 @@ class FT(WeightEditor):
         return layers
 
     def parameter_names(self, model) -> list[str]:
+        """The MLP output weight of each chosen layer (llmlab.models.anatomy), or the parameter named
+        by `module_template` when given."""
+        if self.module_template is None:
+            return [anatomy.parameter_name(model, anatomy.mlp_out(anatomy.block(model, layer)).weight)
+                    for layer in self.resolved_layers(model)]
         names = [n for n, _ in model.named_parameters()]
         chosen = []
         for layer in self.resolved_layers(model):
@@ -84,8 +90,8 @@ class FT(WeightEditor):
             hits = [n for n in names if n == suffix or n.endswith("." + suffix)]
             if len(hits) != 1:
                 raise UserError(f"ft: expected one parameter named like '*{suffix}' in {type(model).__name__}, "
-                                f"found {len(hits)}. Set method.module_template to this architecture's MLP "
-                                f"output weight (e.g. 'layers.{{}}.mlp.down_proj.weight').")
+                                f"found {len(hits)}. Set method.module_template to a parameter name with {{}} for "
+                                f"the layer (e.g. 'layers.{{}}.mlp.up_proj.weight'), or null for the MLP output weight.")
             chosen.append(hits[0])
         return chosen
 
@@ -144,6 +150,8 @@ class FT(WeightEditor):
                     self.last_losses.append(total / max(1, len(requests)))
                     if self.last_losses[-1] < self.stop_loss:
                         break
+            if self.last_losses:
+                self._losses.append((self.last_losses[0], self.last_losses[-1]))
         finally:
             opt = None
             for n, p in params.items():
@@ -151,5 +159,15 @@ class FT(WeightEditor):
                 p.requires_grad_(flags[n])
         return self.last_losses
 
-    def describe(self) -> dict:
-        return {"variant": "FT-L" if self.objective == "prompt_last" else "FT-M"}
+    def facts(self) -> dict:
+        """The optimisation of the edits: mean loss of the first pass (before any step) and of the last
+        pass (before its step), passes run; for the last edit and averaged over every edit."""
+        out = {"variant": "FT-L" if self.objective == "prompt_last" else "FT-M"}
+        if self.last_losses:
+            out.update(last_edit_loss_first_pass=self.last_losses[0], last_edit_loss_last_pass=self.last_losses[-1],
+                       last_edit_passes=len(self.last_losses))
+        if self._losses:
+            out.update(edits_with_loss=len(self._losses),
+                       loss_first_pass_mean=sum(a for a, _ in self._losses) / len(self._losses),
+                       loss_last_pass_mean=sum(b for _, b in self._losses) / len(self._losses))
+        return out

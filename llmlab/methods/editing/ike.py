@@ -22,17 +22,14 @@ that few), each as a "New Fact:" line, and retrieves demonstrations for the most
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 
 from llmlab.errors import UserError
 from llmlab.methods.editing.base import EditRequest, InContextEditor
-
-CONF_MODEL_DIR = Path(__file__).resolve().parents[3] / "conf" / "model"
-
+from llmlab.models.sentence import SentenceEncoder
 
 def fact_text(request: EditRequest) -> str:
     return f"{request.prompt} {request.target_new}"
@@ -50,44 +47,12 @@ def demonstrations_of(request: EditRequest) -> list[str]:
     return out
 
 
-class SentenceEncoder:
-    """Mean-pooled, L2-normalized sentence embeddings from an encoder LM (sentence-transformers style)."""
-
-    def __init__(self, lm, batch_size: int = 64, max_length: int = 256):
-        self.lm, self.batch_size, self.max_length = lm, batch_size, max_length
-
-    @torch.inference_mode()
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        chunks = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = self.lm.tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
-                                      max_length=self.max_length, return_tensors="pt").to(self.lm.device)
-            hidden = self.lm.model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            chunks.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
-        if not chunks:
-            return torch.zeros(0, 1)
-        return torch.cat(chunks)
-
-
-def load_encoder_spec(name: str) -> dict:
-    import yaml
-
-    path = CONF_MODEL_DIR / f"{name}.yaml"
-    if not path.exists():
-        found = sorted(p.stem for p in CONF_MODEL_DIR.glob("*.yaml")) if CONF_MODEL_DIR.exists() else []
-        raise UserError(f"ike: encoder {name!r} is not a model config ({path} does not exist). "
-                        f"Use method.encoder=minilm-l6 (or tiny-encoder in tests); model configs: {', '.join(found)}.")
-    return yaml.safe_load(path.read_text())
-
-
 @dataclass
 class IKE(InContextEditor):
     name: ClassVar[str] = "ike"
 
     k: int = 16  # EasyEdit hparams/IKE/llama-7b.yaml (and qwen2.5-7b.yaml): k 16
-    encoder: str = "minilm-l6"  # conf/model/<encoder>.yaml; EasyEdit: all-MiniLM-L6-v2
+    encoder: dict = field(default_factory=dict)  # a model config (defaults: /model@encoder: minilm-l6); EasyEdit: all-MiniLM-L6-v2
     max_facts: int = 4  # batched edits: new facts shown per query (see module docstring)
 
     def __post_init__(self):
@@ -104,9 +69,7 @@ class IKE(InContextEditor):
     # -- encoder and pool ----------------------------------------------------------------------
     def sentence_encoder(self) -> SentenceEncoder:
         if self._encoder is None:
-            from llmlab import models
-
-            self._encoder = SentenceEncoder(models.load(load_encoder_spec(self.encoder)))
+            self._encoder = SentenceEncoder.from_spec(self.encoder, self.name)
         return self._encoder
 
     def prepare_demonstrations(self, lm, pool: list[EditRequest]) -> None:
@@ -163,5 +126,5 @@ class IKE(InContextEditor):
         facts = "".join(f"New Fact: {fact_text(r)}\n" for r in chosen)
         return "".join(demos) + f"{facts}Prompt: {query}"
 
-    def describe(self) -> dict:
-        return {"demonstrations": self.k, "encoder": self.encoder, "pool_sentences": len(self._pool_sentences)}
+    def report(self) -> dict:
+        return {"demonstrations": self.k, "encoder": self.encoder.get("name"), "pool_sentences": len(self._pool_sentences)}

@@ -26,7 +26,8 @@ from typing import ClassVar
 import torch
 
 from llmlab.methods.editing import _rank_update as ru
-from llmlab.methods.editing.base import EditRequest, WeightEditor
+from llmlab.methods.editing.base import EditRequest
+from llmlab.models import anatomy
 
 log = logging.getLogger(__name__)
 
@@ -41,55 +42,34 @@ def default_layers(depth: int) -> list[int]:
 
 
 @dataclass
-class MEMIT(WeightEditor):
+class MEMIT(ru.KeyValueEditor):
     name: ClassVar[str] = "memit"
+    default_layers = staticmethod(default_layers)
 
-    layers: list[int] | None = None  # null: 5 layers from round(4/32 * depth) (EasyEdit llama-7b: [4, 5, 6, 7, 8] of 32)
-    v_num_grad_steps: int = 25
-    v_lr: float = 0.5
-    v_weight_decay: float = 1e-3
-    clamp_norm_factor: float = 4.0
-    kl_factor: float = 0.0625
     mom2_adjustment: bool = True  # false: C = I (then λ weighs an identity; lower mom2_update_weight)
     mom2_update_weight: float = 15000.0
-    mom2_n_samples: int = 100000  # texts in the key sample (capped at the local text's docstrings)
-    mom2_max_length: int = 512  # tokens per text sample
-    mom2_cache_on_disk: bool = True
     context_template_length_params: list = field(default_factory=lambda: [[10, 5]])  # memit_main.get_context_templates
-    template_seed: int = 0
 
     def __post_init__(self):
-        if self.layers is not None:
-            self.layers = [int(x) for x in self.layers] if hasattr(self.layers, "__iter__") else [int(self.layers)]
-        self.context_template_length_params = [[int(a), int(b)] for a, b in (self.context_template_length_params or [])]
-        self._stats = {"edits": 0, "edit_calls": 0, "edit_seconds": 0.0, "mom2_seconds": 0.0, "template_seconds": 0.0,
-                       "z_seconds": 0.0}
+        super().__post_init__()
+        self._stats["z_seconds"] = 0.0
         self.last_edit: dict = {}
         self._warned = False
-
-    def edited_weights(self, lm) -> list[str]:
-        return [ru.down_proj_weight_name(lm.model, layer) for layer in self.resolved_layers(lm)]
 
     def apply_edits(self, lm, requests: list[EditRequest], layers: list[int] | None = None) -> None:
         """Write `requests` jointly into the weights in place (no restore; `edit` restores)."""
         layers = layers or self.resolved_layers(lm)
         if not requests:
             return
-        start = time.perf_counter()
-        t = time.perf_counter()
-        groups = ru.context_templates(lm, self.context_template_length_params, self.template_seed)
+        groups = self.templates(lm)
         flat = [x for g in groups for x in g]
-        self._stats["template_seconds"] += time.perf_counter() - t
         if self.mom2_adjustment:
-            t = time.perf_counter()
-            covs = ru.second_moments(lm, layers, self.mom2_n_samples, self.mom2_max_length, self.mom2_cache_on_disk)
-            self._stats["mom2_samples_used"] = ru.mom2_samples_used(self.mom2_n_samples)
-            self._stats["mom2_seconds"] += time.perf_counter() - t
+            covs = self.key_moments(lm, layers)
         else:
             d = ru.down_proj(lm.model, layers[0]).in_features
             covs = {layer: torch.eye(d, device=lm.device) for layer in layers}
-
-        if any(hasattr(ru.decoder_layers(lm.model)[layer], "post_feedforward_layernorm") for layer in layers):
+        blocks = ru.decoder_layers(lm.model)
+        if any(anatomy.normalizes_mlp_output(blocks[layer]) for layer in layers):
             self._stats["post_mlp_norm"] = True
             if not self._warned:
                 self._warned = True
@@ -99,10 +79,8 @@ class MEMIT(WeightEditor):
                             type(lm.model).__name__)
         # z at the last edited layer, one optimization per request (compute_z.py).
         t = time.perf_counter()
-        blocks = ru.decoder_layers(lm.model)
         z_block = blocks[layers[-1]]
-        hp = ru.ValueSettings(self.v_num_grad_steps, self.v_lr, self.v_weight_decay, self.kl_factor,
-                              self.clamp_norm_factor)
+        hp = self.value_settings()
         zs, infos = [], []
         for request in requests:
             info = {"target_new": request.target_new}
@@ -127,15 +105,4 @@ class MEMIT(WeightEditor):
                               "update_norm": float(upd.norm())})
         self.last_edit = {"requests": infos, "layers": per_layer}
         self._stats["last_z_error"] = [round(x["z_error"], 3) for x in per_layer]
-        self._stats["edits"] += len(requests)
-        self._stats["edit_calls"] += 1
-        self._stats["edit_seconds"] += time.perf_counter() - start
-
-    def resolved_layers(self, lm) -> list[int]:
-        return ru.resolve_layers(lm, self.layers, self.name, default_layers)
-
-    def describe(self) -> dict:
-        s = dict(self._stats)
-        if s["edits"]:
-            s["edits_per_second"] = s["edits"] / s["edit_seconds"] if s["edit_seconds"] else None
-        return s
+        self._stats["last_edit"] = infos

@@ -17,9 +17,9 @@ to 200 new tokens, and take what follows "[Answer]:". `leak_answer: true` adds t
 "{question} {new_answer}" to the facts (our reading of the paper's leaked-answer setting; it
 needs the case's `new_answer` in the requests' `extra`).
 
-Hook for the mquake task: `answer(lm, question, requests) -> str` (the parsed answer); the task
-uses it instead of its few-shot prompt when the editor has it. `prompt_for` gives the same
-prompt for other probes (the edit-wise cloze).
+Capability `OwnAnswering` (llmlab.capabilities): `answers(lm, questions, requests)` returns each
+parsed answer with its chain; the mquake task asks it instead of using its few-shot prompt.
+`prompt_for` gives the same prompt for other probes (the edit-wise cloze).
 """
 
 from __future__ import annotations
@@ -27,40 +27,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from llmlab.capabilities import Answer, OwnAnswering
 from llmlab.data import reason_ke as data
 from llmlab.errors import UserError
 from llmlab.generation import greedy_generate_padded
 from llmlab.methods.editing.base import EditRequest, InContextEditor
-from llmlab.training import TrainedCheckpoint, TrainSettings, plot_losses, sft, signature
+from llmlab.models.sentence import SentenceEncoder
+from llmlab.training import TrainSettings, plot_losses, sft, signature, train_once
 from llmlab.training.cache import base_identity
 from llmlab.training.trainers import history_summary, uses_chat
 
 
-def new_statement(r: EditRequest) -> str:
-    return f"{r.prompt} {r.target_new}"
-
-
-def true_statement(r: EditRequest) -> str:
-    return f"{r.prompt} {r.target_true}"
-
-
 @dataclass
-class ReasonKE(InContextEditor):
+class ReasonKE(InContextEditor, OwnAnswering):
     name: ClassVar[str] = "reason_ke"
 
     train: bool = True  # false: the base model with Reason-KE's prompt and parsing (paper baseline)
     train_path: str | None = None  # MQuAKE-CF.json (original format)
     chains_path: str | None = None  # or externally written chains (official generated format)
     train_cases: int | None = None  # cases used (null: all)
-    encoder: str = "minilm-l6"  # conf/model/<encoder>.yaml (official: contriever-msmarco)
+    encoder: dict = field(default_factory=dict)  # a model config (defaults: /model@encoder: minilm-l6; official: contriever-msmarco)
     chat: bool = True
     sft: dict = field(default_factory=lambda: dict(learning_rate=1e-5, epochs=5, warmup_ratio=0.05, weight_decay=1e-4,
                                                    lr_scheduler="cosine", adam_beta2=0.95, batch_size=1))
     distractors: int = 0  # extra facts retrieved per relevant fact at inference (k = 1 + distractors)
     leak_answer: bool = False
     max_new_tokens: int = 200  # eval_rasoning.py get_rsult
-    budget: str = "paper"
-    cpu: dict = field(default_factory=dict)  # caps at scale=cpu: train_cases, sft{...}
     use_cache: bool = True
 
     def __post_init__(self):
@@ -70,19 +62,15 @@ class ReasonKE(InContextEditor):
         self._pool: data.FactPool | None = None
         self._active: list[EditRequest] = []
         self._facts: dict = {}
-        self.last_outputs: list[str] = []
 
-    def sentence_encoder(self):
+    def sentence_encoder(self) -> SentenceEncoder:
         if self._encoder is None:
-            from llmlab import models
-            from llmlab.methods.editing.ike import SentenceEncoder, load_encoder_spec
-
-            self._encoder = SentenceEncoder(models.load(load_encoder_spec(self.encoder)))
+            self._encoder = SentenceEncoder.from_spec(self.encoder, self.name)
         return self._encoder
 
     # -- training ---------------------------------------------------------------------------------
     def training_data(self, seed: int) -> list[dict]:
-        n = (self.cpu or {}).get("train_cases", self.train_cases) if self.budget == "cpu" else self.train_cases
+        n = self.train_cases
         if self.chains_path:
             examples = data.read_chains(self.chains_path)
             return examples[:n] if n else examples
@@ -98,38 +86,28 @@ class ReasonKE(InContextEditor):
         if not self.train:
             return lm
         examples = self.training_data(ctx.seed)
-        cap = (self.cpu or {}).get("sft") if self.budget == "cpu" else None
-        settings = TrainSettings.from_dict({**self.sft, **(cap or {})}, "reason_ke: method.sft")
-        ckpt = TrainedCheckpoint("reason-ke", {
-            "base": base_identity(lm), "data": signature([(e["prompt"], e["answer"]) for e in examples], 32),
-            "settings": settings.as_dict(), "chat": self.chat, "seed": ctx.seed})
-        if self.use_cache and ckpt.exists():
-            with ctx.timer("reason_ke_load"):
-                history = ckpt.load_into(lm)
-            cached = True
-            print(f"[llmlab] reason_ke: reusing trained checkpoint {ckpt.path}", flush=True)
-        else:
-            with ctx.timer("reason_ke_train"):
-                history = sft(lm, examples, settings, self.chat, ctx.seed, run_name="reason_ke-sft")
-            cached = False
-            if self.use_cache:
-                ckpt.save(lm, history)
+        settings = TrainSettings.from_dict(self.sft, "reason_ke: method.sft")
+        inputs = {"base": base_identity(lm), "data": signature([(e["prompt"], e["answer"]) for e in examples], 32),
+                  "settings": settings.as_dict(), "chat": self.chat, "seed": ctx.seed}
+        history, cached, ckpt = train_once(ctx, lm, "reason-ke", inputs, lambda: sft(
+            lm, examples, settings, self.chat, ctx.seed, run_name="reason_ke-sft", ctx=ctx), self.use_cache)
         png = plot_losses({"Reason-KE SFT": history}, ctx.path("reason_ke_loss.png"), title=f"reason_ke on {lm.name}")
         if png:
             ctx.add_artifact(png)
-        self._facts = {"train_examples": len(examples), "cached": cached, "checkpoint": str(ckpt.path)}
-        ctx.extra["reason_ke"] = dict(self._facts, summary=history_summary(history))
+        self._facts = {"train_examples": len(examples), "cached": cached, "checkpoint": str(ckpt.path),
+                       "summary": history_summary(history)}
         return lm
 
     # -- facts --------------------------------------------------------------------------------------
     def prepare_demonstrations(self, lm, pool: list[EditRequest]) -> None:
-        pairs = [(true_statement(r), new_statement(r)) for r in pool if r.target_true is not None]
+        pairs = [(data.true_statement(r), data.new_statement(r)) for r in pool if r.target_true is not None]
         self._pool = data.FactPool(pairs, self.sentence_encoder()) if pairs else None
 
     def facts_for(self, requests: list[EditRequest], question: str | None = None) -> list[str]:
-        own = [new_statement(r) for r in requests]
+        own = [data.new_statement(r) for r in requests]
         if self._pool is None:  # no pool offered: the requests themselves (plus other requests as distractors)
-            pairs = [(true_statement(r) if r.target_true else new_statement(r), new_statement(r)) for r in requests]
+            pairs = [(data.true_statement(r) if r.target_true else data.new_statement(r), data.new_statement(r))
+                     for r in requests]
             self._pool = data.FactPool(pairs, self.sentence_encoder())
         facts = data.retrieved_facts(self._pool, own, 1 + self.distractors)
         if self.leak_answer:
@@ -147,17 +125,14 @@ class ReasonKE(InContextEditor):
             return query
         return data.reason_prompt(". ".join(self.facts_for(requests, query)), query)
 
-    def answers(self, lm, questions: list[str], requests: list[EditRequest] | None = None) -> list[str]:
-        """The parsed "[Answer]:" of the chain generated for each question under the edits: greedy,
-        up to `max_new_tokens` or EOS (eval_rasoning.py), the questions decoded as one batch."""
+    def answers(self, lm, questions: list[str], requests: list[EditRequest] | None = None) -> list[Answer]:
+        """The parsed "[Answer]:" of the chain generated for each question under the edits, with the
+        chain: greedy, up to `max_new_tokens` or EOS (eval_rasoning.py), decoded as one batch."""
         chat = uses_chat(lm, self.chat)
         rows = [lm.encode(self.prompt_for(lm, q, requests), chat=chat)[-lm.max_length:] for q in questions]
-        self.last_outputs = [lm.decode(ids) for ids in greedy_generate_padded(lm, rows, self.max_new_tokens)]
-        return [data.parse_answer(text) for text in self.last_outputs]
+        outputs = [lm.decode(ids) for ids in greedy_generate_padded(lm, rows, self.max_new_tokens)]
+        return [Answer(text=data.parse_answer(text), output=text) for text in outputs]
 
-    def answer(self, lm, question: str, requests: list[EditRequest] | None = None) -> str:
-        return self.answers(lm, [question], requests)[0]
-
-    def describe(self) -> dict:
+    def report(self) -> dict:
         return {"trained": self.train, "distractors": self.distractors, "leak_answer": self.leak_answer,
-                "encoder": self.encoder, **{k: v for k, v in self._facts.items() if k != "checkpoint"}}
+                "encoder": self.encoder.get("name"), **self._facts}

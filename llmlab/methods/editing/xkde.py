@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from llmlab.data import xkde as data
 from llmlab.errors import UserError
 from llmlab.methods.editing.base import EditRequest, InContextEditor
-from llmlab.training import TrainedCheckpoint, TrainSettings, orpo, plot_losses, sft, signature
+from llmlab.training import TrainSettings, orpo, plot_losses, sft, signature, train_once
 from llmlab.training.cache import base_identity
 from llmlab.training.trainers import history_summary, uses_chat
 
@@ -70,12 +70,6 @@ def detect_lang(text: str) -> str:
             counts["th"] += 1
     lang, n = max(counts.items(), key=lambda kv: kv[1])
     return lang if n else "en"
-
-
-def merged(base: dict, cap: dict | None) -> dict:
-    out = dict(base)
-    out.update(cap or {})
-    return out
 
 
 @dataclass
@@ -104,9 +98,6 @@ class XKDE(InContextEditor):
     nllb_model: str = "facebook/nllb-200-distilled-600M"
     orpo: dict = field(default_factory=lambda: dict(learning_rate=1e-6, beta=0.1, lr_scheduler="cosine",
                                                     warmup_steps=100, weight_decay=0.05, batch_size=2, grad_accum=16))
-    # -- scale ----------------------------------------------------------------------------------------
-    budget: str = "paper"  # the scale preset (conf: ${scale.name}); "cpu" applies the `cpu` caps below
-    cpu: dict = field(default_factory=dict)  # caps at scale=cpu: train_rows, tlpo_prompts, sft{...}, orpo{...}
     use_cache: bool = True  # reuse a trained checkpoint with the same signature
     query_lang: str | None = None  # forces the answer language; null: the task's test language, else detected
 
@@ -117,15 +108,8 @@ class XKDE(InContextEditor):
         self._facts: dict[str, Any] = {}
         self._nllb = None
 
-    # -- effective settings -------------------------------------------------------------------------
-    def setting(self, key: str):
-        if self.budget == "cpu" and key in (self.cpu or {}) and key not in ("sft", "orpo"):
-            return self.cpu[key]
-        return getattr(self, key)
-
     def stage_settings(self, stage: str) -> TrainSettings:
-        cap = (self.cpu or {}).get(stage) if self.budget == "cpu" else None
-        return TrainSettings.from_dict(merged(getattr(self, stage), cap), f"{self.name}: method.{stage}")
+        return TrainSettings.from_dict(getattr(self, stage), f"{self.name}: method.{stage}")
 
     def direction_pairs(self) -> list[tuple[str, str]]:
         if self.directions:
@@ -139,14 +123,13 @@ class XKDE(InContextEditor):
     def xeit_data(self, seed: int) -> list[dict]:
         if self.xeit_file:
             examples = data.read_xeit_json(self.xeit_file)
-            rows = self.setting("train_rows")
-            return examples[: rows] if rows else examples
+            return examples[: self.train_rows] if self.train_rows else examples
         if not self.data_dir:
             raise UserError(f"{self.name}: no training data. Set method.data_dir=/path/to/dir holding "
                             f"{self.file_pattern.format(lang='<lang>')} for {', '.join(self.langs)} (ReMaKE data/, "
                             f"line-aligned `question<TAB>answer`), or method.xeit_file=<X-KDE training JSON>.")
         rows = data.read_parallel(data.parallel_files(self.data_dir, self.langs, self.file_pattern),
-                                  limit=self.setting("train_rows"))
+                                  limit=self.train_rows)
         return data.xeit_examples(rows, self.direction_pairs(), self.out_of_scope_ratio, seed)
 
     # -- training -------------------------------------------------------------------------------------
@@ -154,49 +137,34 @@ class XKDE(InContextEditor):
         examples = self.xeit_data(ctx.seed)
         histories: dict[str, list[dict]] = {}
         sft_settings = self.stage_settings("sft")
-        stage1 = TrainedCheckpoint("xkde-xeit", {
-            "base": base_identity(lm), "data": signature([(e["prompt"], e["answer"]) for e in examples], 32),
-            "settings": sft_settings.as_dict(), "chat": self.chat, "seed": ctx.seed})
-        histories["XE-IT (SFT)"] = self._stage(lm, ctx, stage1, "xeit", lambda: sft(
-            lm, examples, sft_settings, self.chat, ctx.seed, run_name=f"{self.name}-xeit"))
-        self._facts.update(xeit_examples=len(examples), xeit_checkpoint=str(stage1.path))
+        stage1 = {"base": base_identity(lm), "data": signature([(e["prompt"], e["answer"]) for e in examples], 32),
+                  "settings": sft_settings.as_dict(), "chat": self.chat, "seed": ctx.seed}
+        histories["XE-IT (SFT)"], self._facts["xeit_cached"], ckpt1 = train_once(
+            ctx, lm, "xkde-xeit", stage1, lambda: sft(lm, examples, sft_settings, self.chat, ctx.seed,
+                                                      run_name=f"{self.name}-xeit", ctx=ctx), self.use_cache)
+        self._facts.update(xeit_examples=len(examples), xeit_checkpoint=str(ckpt1.path))
         if self.tlpo:
             orpo_settings = self.stage_settings("orpo")
             prompts = [e for e in examples if e.get("scope", "in") == "in"]
-            n = self.setting("tlpo_prompts")
-            prompts = prompts[:n] if n else prompts
-            stage2 = TrainedCheckpoint("xkde-tlpo", {
-                "stage1": stage1.sig, "settings": orpo_settings.as_dict(), "prompts": len(prompts),
-                "samples": self.samples, "temperature": self.temperature, "max_new_tokens": self.setting("max_new_tokens"),
-                "scorer": self.scorer, "nllb": self.nllb_model if self.scorer == "nllb" else None, "seed": ctx.seed})
+            prompts = prompts[: self.tlpo_prompts] if self.tlpo_prompts else prompts
+            stage2 = {"stage1": ckpt1.sig, "settings": orpo_settings.as_dict(), "prompts": len(prompts),
+                      "samples": self.samples, "temperature": self.temperature, "max_new_tokens": self.max_new_tokens,
+                      "scorer": self.scorer, "nllb": self.nllb_model if self.scorer == "nllb" else None, "seed": ctx.seed}
 
             def train_tlpo():
                 with ctx.timer("xkde_tlpo_sampling"):
                     pairs = self.preference_data(lm, prompts, ctx.seed)
                 self._facts["tlpo_pairs"] = len(pairs)
-                return orpo(lm, pairs, orpo_settings, self.chat, ctx.seed, run_name=f"{self.name}-tlpo")
+                return orpo(lm, pairs, orpo_settings, self.chat, ctx.seed, run_name=f"{self.name}-tlpo", ctx=ctx)
 
-            histories["TL-PO (ORPO)"] = self._stage(lm, ctx, stage2, "tlpo", train_tlpo)
-            self._facts.update(tlpo_prompts=len(prompts), tlpo_checkpoint=str(stage2.path))
+            histories["TL-PO (ORPO)"], self._facts["tlpo_cached"], ckpt2 = train_once(
+                ctx, lm, "xkde-tlpo", stage2, train_tlpo, self.use_cache)
+            self._facts.update(tlpo_prompts=len(prompts), tlpo_checkpoint=str(ckpt2.path))
         png = plot_losses(histories, ctx.path(f"{self.name}_loss.png"), title=f"{self.name} on {lm.name}")
         if png:
             ctx.add_artifact(png)
-        ctx.extra[self.name] = dict(self._facts, **{f"{k}_summary": history_summary(h) for k, h in histories.items()})
+        self._facts.update({f"{k}_summary": history_summary(h) for k, h in histories.items()})
         return lm
-
-    def _stage(self, lm, ctx, ckpt: TrainedCheckpoint, tag: str, train) -> list[dict]:
-        if self.use_cache and ckpt.exists():
-            with ctx.timer(f"{self.name}_{tag}_load"):
-                history = ckpt.load_into(lm)
-            self._facts[f"{tag}_cached"] = True
-            print(f"[llmlab] {self.name}: reusing trained {tag} checkpoint {ckpt.path}", flush=True)
-            return history
-        with ctx.timer(f"{self.name}_{tag}_train"):
-            history = train()
-        self._facts[f"{tag}_cached"] = False
-        if self.use_cache:
-            ckpt.save(lm, history)
-        return history
 
     # -- TL-PO data -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -206,7 +174,7 @@ class XKDE(InContextEditor):
         pad = lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id
         out = lm.model.generate(torch.tensor([ids], device=lm.device), do_sample=True, temperature=self.temperature,
                                 top_p=1.0, top_k=0, num_return_sequences=self.samples,
-                                max_new_tokens=self.setting("max_new_tokens"), pad_token_id=pad)
+                                max_new_tokens=self.max_new_tokens, pad_token_id=pad)
         return [lm.decode(row[len(ids):]).strip() for row in out]
 
     def score(self, samples: list[str], gold: str, lang: str) -> list[float]:
@@ -260,7 +228,7 @@ class XKDE(InContextEditor):
         update = "\n".join(f"{r.prompt} {r.target_new}" for r in requests)  # one line per edit (official: one edit)
         return data.update_prompt(update, query, lang)
 
-    def describe(self) -> dict:
+    def report(self) -> dict:
         return {"stages": ["XE-IT", "TL-PO"] if self.tlpo else ["XE-IT"], "scorer": self.scorer if self.tlpo else None,
-                "budget": self.budget, **{k: v for k, v in self._facts.items() if not k.endswith("checkpoint")}}
+                **self._facts}
 

@@ -35,31 +35,25 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from llmlab.capabilities import KVCompression
 from llmlab.errors import UserError
 from llmlab.methods.base import Method
+from llmlab.models import anatomy
 
 POOLINGS = {"avg": "avg", "avgpool": "avg", "max": "max", "maxpool": "max"}
 
 
 def attention_modules(model) -> list[torch.nn.Module]:
-    """The self-attention module of every decoder layer, in depth order."""
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else getattr(model, "model", model)
-    layers = getattr(decoder, "layers", None)
-    if layers is None:
+    """The self-attention module of every decoder layer, in depth order (with q/k/v projections)."""
+    try:
+        mods = anatomy.attention_modules(model)
+    except UserError:
+        mods = []
+    if not mods or not all(hasattr(m, p) for m in mods for p in ("q_proj", "k_proj", "v_proj")):
         raise UserError(
-            f"KV presses need a decoder with `.layers[i].self_attn` (llama, mistral, qwen2, gemma3 ...); "
-            f"{type(model).__name__} has none. Use method=none or method=fullkv with this model."
+            f"KV presses need decoder layers whose attention has q_proj/k_proj/v_proj (llama, mistral, qwen2, "
+            f"gemma3 ...); {type(model).__name__} has none. Use method=none with this model."
         )
-    mods = []
-    for layer in layers:
-        attn = getattr(layer, "self_attn", None)
-        if attn is None or not all(hasattr(attn, p) for p in ("q_proj", "k_proj", "v_proj")):
-            raise UserError(
-                f"KV presses need attention modules with q_proj/k_proj/v_proj at `layers[i].self_attn`; "
-                f"{type(model).__name__} layer {len(mods)} has {type(attn).__name__}. "
-                "Supported: llama, mistral, qwen2, gemma3."
-            )
-        mods.append(attn)
     return mods
 
 
@@ -149,8 +143,12 @@ class Prefill:
 
 
 @dataclass
-class KVPress(Method):
-    """Base of every KV press: hooks, statistics, the compressed cache. A subclass writes `select`."""
+class KVPress(Method, KVCompression):
+    """Base of every KV press: hooks, statistics, the compressed cache. A subclass writes `select`.
+
+    The press reports its own facts: `example_facts()` the KV bytes held after the last prefill
+    (per prompt, attached to the prediction), `report()` the means over every prompt of the run,
+    `summary()` the one line the runner prints."""
 
     family: ClassVar[str] = "kv"
     name: ClassVar[str] = "kvpress"
@@ -162,6 +160,8 @@ class KVPress(Method):
     def __post_init__(self):
         self.last_stats: dict[str, Any] = {}
         self._pooling: str | None = None
+        self._held: list[int] = []   # KV bytes held after each prefill of the run
+        self._full: list[int] = []   # ... and what the full cache would have held
 
     # -- the selection rule (subclasses) --------------------------------------------------------
     def select(self, p: Prefill) -> torch.Tensor | None:
@@ -179,11 +179,27 @@ class KVPress(Method):
         """KV bytes actually held after the last prefill, per layer and total, beside full-cache bytes."""
         return dict(self.last_stats)
 
-    def describe(self) -> dict:
-        out = {"family": self.family, "press": self.name}
+    def example_facts(self) -> dict[str, Any]:
+        if not self.last_stats:
+            return {}
+        return {"kv_bytes": self.last_stats["kv_bytes"], "kv_bytes_full": self.last_stats["kv_bytes_full"]}
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"family": self.family, "press": self.name}
         if self._pooling:
             out["pooling_resolved"] = self._pooling
+        if self._held:
+            out.update(prompts=len(self._held), kv_bytes_mean=sum(self._held) / len(self._held),
+                       kv_bytes_full_mean=sum(self._full) / len(self._full),
+                       kv_fraction_held=sum(self._held) / max(sum(self._full), 1))
         return out
+
+    def summary(self) -> str | None:
+        if not self._held:
+            return None
+        held, full = sum(self._held) / len(self._held), sum(self._full) / len(self._full)
+        return (f"{self.name}: KV held {held / 2**20:.2f} MiB vs full {full / 2**20:.2f} MiB per prompt "
+                f"({sum(self._held) / max(sum(self._full), 1):.1%}) over {len(self._held)} prompts")
 
     def resolve_pooling(self, lm, pooling: str | None) -> str:
         """A `pooling: null` field means the model spec's `kv_pooling` (avg for llama-family)."""
@@ -202,6 +218,7 @@ class KVPress(Method):
     @contextmanager
     def apply(self, lm):
         self._check()
+        self.last_stats = {}
         if hasattr(self, "pooling"):
             self._pooling = self.resolve_pooling(lm, getattr(self, "pooling"))
         modules = attention_modules(lm.model)
@@ -221,11 +238,11 @@ class KVPress(Method):
             return None  # decoding (or no cache): nothing to do
         n = hidden.shape[1]
         if layer_idx == 0:
-            self._full, self._tok = [0] * num_layers, [0] * num_layers
+            self._full_tokens = [0] * num_layers
             self.begin_prefill(n, num_layers)
         cache_layer = cache.layers[getattr(module, "layer_idx", layer_idx)]
         keys = cache_layer.keys
-        self._full[layer_idx] = keys.shape[-2]
+        self._full_tokens[layer_idx] = keys.shape[-2]
         fresh = keys.shape[-2] == n and not getattr(cache_layer, "is_sliding", False)
         if fresh and self.compresses:
             p = Prefill(self, module, layer_idx, num_layers, hidden, kwargs, cache, cache_layer)
@@ -238,7 +255,7 @@ class KVPress(Method):
         return None
 
     def _record(self, cache, module, n: int) -> None:
-        layers = cache.layers[: len(self._full)]
+        layers = cache.layers[: len(self._full_tokens)]
         per_layer, tokens, per_token = [], [], []
         for layer in layers:
             k, v = layer.keys, layer.values
@@ -246,18 +263,20 @@ class KVPress(Method):
             tokens.append(int(k.shape[-2]))
             b, h, _, d = k.shape
             per_token.append(b * h * d * (k.element_size() + v.element_size()))
-        full = sum(t * f for t, f in zip(per_token, self._full))
+        full = sum(t * f for t, f in zip(per_token, self._full_tokens))
         if not self.compresses or self.kv_size is None:
             budget = full
         else:  # kv_size tokens per compressible layer (fewer if the prompt is shorter); sliding layers as held
             budget = sum(t * (held if getattr(layer, "is_sliding", False) else min(self.kv_size, f))
-                         for t, f, held, layer in zip(per_token, self._full, tokens, layers))
+                         for t, f, held, layer in zip(per_token, self._full_tokens, tokens, layers))
         self.last_stats = {
             "kv_bytes": int(sum(per_layer)),
             "kv_bytes_full": int(full),
             "kv_bytes_budget": int(budget),
             "kv_bytes_per_layer": per_layer,
             "kv_tokens_per_layer": tokens,
-            "kv_tokens_full_per_layer": list(self._full),
+            "kv_tokens_full_per_layer": list(self._full_tokens),
             "prompt_tokens": int(n),
         }
+        self._held.append(self.last_stats["kv_bytes"])
+        self._full.append(self.last_stats["kv_bytes_full"])
