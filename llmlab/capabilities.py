@@ -26,12 +26,11 @@ from __future__ import annotations
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any, ClassVar, Iterator
 
+from llmlab.paths import CONF_DIR
 from llmlab.errors import CapabilityError
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
 class Capability:
@@ -85,10 +84,12 @@ class Editing(Capability):
 
 @dataclass
 class Answer:
-    """An answer parsed from a model output, with the output it came from."""
+    """An answer parsed from a model output, with the output it came from. `text` is what the
+    protocol's official evaluation extracts; `lenient` a more forgiving parse, when it has one."""
 
     text: str
     output: str
+    lenient: str | None = None
 
 
 class OwnAnswering(Capability):

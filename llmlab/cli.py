@@ -15,7 +15,8 @@ import os
 import sys
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from llmlab.paths import CONF_DIR
+
 USAGE = __doc__.split("\n\n")[1]
 HYDRA_FLAGS = ("-m", "--multirun", "--cfg", "-c", "--help", "-h", "--hydra-help", "-sc", "--shell-completion",
                "--info", "-i", "--resolve", "-p", "--package", "-cp", "-cn", "--config-name", "--config-path",
@@ -308,7 +309,8 @@ def reproduce(args: list[str]) -> int:
     code = run(["-m", f"experiment={name}", *overrides])
     from llmlab.tables import main as table_main
 
-    return max(code, table_main([name]))
+    grid = [o for o in overrides if "=" in o and not o.startswith("-")]  # the same scale/models decide the grid
+    return max(code, table_main([name, *grid]))
 
 
 if __name__ == "__main__":

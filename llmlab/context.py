@@ -22,6 +22,7 @@ class RunContext:
     extra: dict[str, Any] = field(default_factory=dict)  # method/task facts for results.json (e.g. KV bytes)
     artifacts: list[Path] = field(default_factory=list)  # plots and files to mirror to W&B
     tracker: Any = None  # llmlab.tracking.Tracker or None
+    overrides: list[str] = field(default_factory=list)  # the job's command-line overrides (swept values)
 
     @contextmanager
     def timer(self, phase: str):

@@ -11,18 +11,3 @@ class UserError(Exception):
 
 class CapabilityError(UserError):
     """A task asked the method for a capability it does not have."""
-
-
-def require(method, capability: str, task: str, family: str, examples: str = "") -> None:
-    """Fail clearly when `method` lacks `capability` (a method attribute) that `task` needs."""
-    if getattr(method, capability, None) is None:
-        name = getattr(method, "name", type(method).__name__)
-        hint = f" {family.capitalize()} methods: {examples}." if examples else ""
-        raise CapabilityError(
-            f"task {task} needs {_article(family)} {family} method (one with `{capability}`); "
-            f"{name} is not one.{hint} Choose one with method=<name> (`llmlab ls method` lists them)."
-        )
-
-
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"

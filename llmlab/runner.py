@@ -60,7 +60,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
 
     started = time.time()
     job_dir, choices, overrides, sweep_dir = hydra_facts(out_dir)
-    ctx = RunContext(out_dir=job_dir, cfg=cfg)
+    ctx = RunContext(out_dir=job_dir, cfg=cfg, overrides=overrides)
     common = dict(sig=None, config=OmegaConf.to_container(cfg, resolve=False), choices=choices,
                   overrides=overrides, out_dir=job_dir, started=started)
     try:  # a config that cannot be resolved or has a bad run setting is a failed job too
@@ -74,11 +74,12 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
     if not config.get("rerun", False):
         done = record.find_complete(sig, Path(config["output_root"]))
         if done is not None:
-            log.info("skipping: a complete result with signature %s exists at %s", sig, done)
-            print(f"[llmlab] skipped (signature {sig} already complete): {done}", flush=True)
             record.write_json(ctx.path(record.SKIPPED), {"signature": sig, "result": str(done),
                                                          "experiment_name": config.get("experiment_name")})
             data = record.read_results(done) or {}
+            print(f"[llmlab] skipped: a complete result with this config (signature {sig}) exists; rerun=true "
+                  f"runs it again. Its scores:", flush=True)
+            print_summary(data, None, (data.get("method_info") or {}).get("summary"))
             data["skipped"] = True
             return data
 
@@ -113,15 +114,17 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
         tracker.finish(failed=True)
         raise
     ctx.timings["total"] = time.time() - started
+    summary = method.summary()
     results = record.build_results(
         status="complete", metrics=scores.metrics, main_metric=scores.main_metric, info=scores.info,
-        extra=ctx.extra, timings=ctx.timings, method=method.report(), runtime=runtime, **common,
+        extra=ctx.extra, timings=ctx.timings, method={**method.report(), **({"summary": summary} if summary else {})},
+        runtime=runtime, **common,
     )
     record.write_predictions(ctx.path(record.PREDICTIONS), scores.predictions)
     record.write_json(ctx.path(record.RESULTS), results)  # last: its presence means complete
     tracker.log_results(results, scores.predictions, ctx.artifacts)
     tracker.finish()
-    print_summary(results, ctx, method.summary())
+    print_summary(results, ctx, summary)
     return results
 
 
@@ -136,11 +139,15 @@ def _record_failure(ctx: RunContext, common: dict, err: BaseException) -> None:
         log.exception("could not record the failure")
 
 
-def print_summary(results: dict, ctx: RunContext, method_line: str | None = None) -> None:
+def print_summary(results: dict, ctx: RunContext | None, method_line: str | None = None) -> None:
+    """The metrics table, timings, the method's and the task's one-line summaries, and the files."""
+    import sys
+
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(stderr=False, highlight=False)
+    # off a terminal (a log, CI) rich would wrap long paths at 80 columns: print them whole
+    console = Console(stderr=False, highlight=False, soft_wrap=not sys.stdout.isatty())
     ch = results["choices"]
     table = Table(title=f"{ch.get('method', '?')} · {ch.get('task', '?')} · {ch.get('model', '?')}", show_header=True)
     table.add_column("metric")
@@ -149,10 +156,12 @@ def print_summary(results: dict, ctx: RunContext, method_line: str | None = None
         star = " *" if name == results.get("main_metric") else ""
         table.add_row(name + star, f"{value:.4g}" if isinstance(value, float) else str(value))
     console.print(table)
-    timings = ", ".join(f"{k} {v:.1f}s" for k, v in results["timings_s"].items())
-    console.print(f"time: {timings}; peak RSS {results['memory']['peak_rss_mib']:.0f} MiB")
-    if method_line:
-        console.print(method_line)
-    console.print(f"results: {ctx.out_dir / record.RESULTS}")
-    for path in ctx.artifacts:
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in results.get("timings_s", {}).items())
+    console.print(f"time: {timings}; peak RSS {results.get('memory', {}).get('peak_rss_mib', 0):.0f} MiB")
+    for line in (method_line, (results.get("info") or {}).get("summary")):
+        if line:
+            console.print(line)
+    out_dir = Path(results.get("out_dir") or (ctx.out_dir if ctx else "."))
+    console.print(f"results: {out_dir / record.RESULTS}")
+    for path in (ctx.artifacts if ctx else sorted(out_dir.glob("*.png"))):
         console.print(f"plot: {path}")

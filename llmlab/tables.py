@@ -1,11 +1,16 @@
-"""Paper tables from recorded results: `llmlab table <experiment>`.
+"""Paper tables from recorded results: `llmlab table <experiment | sweep dir>`.
 
-Reads every complete results.json under the outputs root whose `experiment_name` matches,
-pivots them as the experiment's `table:` spec says, and renders Markdown (stdout), CSV and
-LaTeX files, with the paper's reported number and the delta beside each reproduced one. A
-missing cell shows as "–", never as zero. Results merged from several machines into one
-outputs directory are read the same way; when two results fill one cell, the newest wins
-and the table says so.
+Reads every complete results.json of the experiment under the outputs root, pivots them as the
+experiment's `table:` spec says, and renders Markdown (stdout), CSV and LaTeX files, with the
+paper's reported number, the delta and whether it is better or worse (the metric registry knows
+which direction is) beside each reproduced one. Results merged from several machines into one
+outputs directory are read the same way.
+
+- Every point of the experiment's sweep has a cell: the grid comes from its `hydra.sweeper.params`
+  (composed at the scale asked for), so a missing job shows as "–", never as zero or a lost column.
+- When several results fill one cell the newest is shown, and a note names the cell, how many
+  results there were, and whether their configs differ (signatures).
+- Each table states what its values are: the metric, its description and unit, the scale factor.
 
 Spec keys (conf/experiment/<name>.yaml, under `table:`):
   rows      config path naming a row: a group name (method, model, task) means the group
@@ -15,6 +20,10 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
   scale     multiply metrics;   format  e.g. ".2f";   reported  the paper's numbers
   plot      {x: <config path>, y: <metric>, line: <config path>, where: {...}}: a line plot PNG
             of all the experiment's results (the table's `where` does not apply to it)
+
+A plain `-m` sweep needs no experiment file: `llmlab table <sweep dir> --rows method --columns
+task.context_lengths --metric rouge1_f` (rows/columns default to the swept keys, the metric to
+the results' main metric).
 """
 
 from __future__ import annotations
@@ -30,16 +39,22 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from llmlab import record
+from llmlab.paths import CONF_DIR
+from llmlab.errors import UserError
+from llmlab.metrics.registry import Metric
+from llmlab.metrics.registry import lookup as registry_lookup
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 MISSING = "–"
 
 
 def lookup(results: dict, path: str) -> Any:
-    """The value of a config path in a results dict (group choice first, then resolved config)."""
+    """The value of a config path in a results dict (group choice first, then resolved config,
+    then the method's recorded facts for `method_info.<key>`)."""
     if path in results.get("choices", {}):
         return results["choices"][path]
     node: Any = results.get("config", {})
+    if path.startswith("method_info."):
+        node, path = results.get("method_info", {}), path[len("method_info."):]
     for part in path.split("."):
         if not isinstance(node, dict) or part not in node:
             return None
@@ -47,28 +62,99 @@ def lookup(results: dict, path: str) -> Any:
     return node
 
 
+def key(value: Any) -> str:
+    """A config value as a table key: a one-item list is its item ([512] -> "512")."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]") and "," not in value:
+        value = value[1:-1].strip()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value)
+
+
+# what each metric computes and its direction, as the results recorded it (results.json `metric_info`)
+_RECORDED: dict[str, Metric] = {}
+
+
+def remember_metric_info(results: list[dict]) -> None:
+    for res in results:
+        for name, info in (res.get("metric_info") or {}).items():
+            if info and info.get("description"):
+                _RECORDED[name] = Metric(name, info["description"], info.get("higher_is_better"), info.get("unit", ""))
+
+
+def metric_entry(name: str) -> Metric | None:
+    """A metric's description and direction: from the results that recorded it, else the registry."""
+    return _RECORDED.get(name) or registry_lookup(name)
+
+
 def _same(a: Any, b: Any) -> bool:
-    return str(a) == str(b)
+    return key(a) == key(b)
 
 
-def load_spec(name: str, conf_dir: Path = CONF_DIR) -> dict:
+# -- the spec and the sweep grid ------------------------------------------------------------------
+def experiment_names(conf_dir: Path = CONF_DIR) -> list[str]:
+    return sorted(p.stem for p in (conf_dir / "experiment").glob("*.yaml"))
+
+
+def load_spec(name: str, conf_dir: Path = CONF_DIR, overrides: list[str] = ()) -> dict:
+    """The experiment's `table:` spec, with `sweep`: {config path: [values]} of its sweep at the
+    scale asked for (overrides such as scale=paper)."""
     path = conf_dir / "experiment" / f"{name}.yaml"
     if not path.exists():
-        names = sorted(p.stem for p in (conf_dir / "experiment").glob("*.yaml"))
-        raise SystemExit(f"llmlab table: no experiment {name!r}. Experiments: {', '.join(names)}.")
-    cfg = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    spec = cfg.get("table")
+        raise UserError(f"llmlab table: no experiment {name!r}. Experiments: {', '.join(experiment_names(conf_dir))}; "
+                        f"or give a sweep directory (llmlab table <dir> --rows ... --columns ... --metric ...).")
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    spec = raw.get("table")
     if not spec:
-        raise SystemExit(f"llmlab table: {path} has no `table:` spec.")
-    spec.setdefault("experiment_name", cfg.get("experiment_name", name))
+        raise UserError(f"llmlab table: {path} has no `table:` spec.")
+    spec.setdefault("experiment_name", raw.get("experiment_name", name))
+    spec["sweep"] = sweep_grid(name, conf_dir, raw, list(overrides))
     return spec
 
 
+def sweep_grid(name: str, conf_dir: Path, raw: dict, overrides: list[str]) -> dict[str, list[str]]:
+    """{config path: values} of the experiment's sweep, composed with Hydra when the config tree has
+    a config.yaml (the scale's experiment_scale file included), else read from the file itself."""
+    params: dict = {}
+    if (conf_dir / "config.yaml").exists():
+        try:
+            from hydra import compose, initialize_config_dir
+
+            with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+                cfg = compose("config", overrides=[f"experiment={name}", *overrides], return_hydra_config=True)
+                params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True) or {}
+        except Exception:  # a grid we cannot compose: the results alone decide the rows and columns
+            params = {}
+    else:
+        params = ((raw.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    return {k: sweep_values(k, v) for k, v in params.items()}
+
+
+def sweep_values(path: str, value: Any) -> list[str]:
+    """The values of one sweep parameter (Hydra's override grammar: a,b,c; [1],[2]; range(...))."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        override = OverridesParser.create().parse_overrides([f"{path}={value}"])[0]
+        if override.is_sweep_override():
+            return [key(v) for v in override.sweep_string_iterator()]
+        return [key(override.get_value_element_as_str())]
+    except Exception:
+        return [key(v) for v in str(value).split(",")]
+
+
+# -- collecting and pivoting ----------------------------------------------------------------------
 def collect(spec: dict, root: Path, where: dict | None = None) -> list[dict]:
     """Complete results of the spec's experiment under `root` that match `where` (config path: value)."""
     rows, seen = [], set()
-    own = ((p, d) for p, d in record.iter_results(root) if d.get("experiment_name") == spec["experiment_name"])
-    reused = ((p, d) for p, d, exp in record.iter_reused(root) if exp == spec["experiment_name"])
+    if spec.get("sweep_dir"):
+        own = record.iter_results(Path(spec["sweep_dir"]))
+        reused = ((p, d) for p, d, _ in record.iter_reused(Path(spec["sweep_dir"])))
+    else:
+        own = ((p, d) for p, d in record.iter_results(root) if d.get("experiment_name") == spec["experiment_name"])
+        reused = ((p, d) for p, d, exp in record.iter_reused(root) if exp == spec["experiment_name"])
     for path, data in (*own, *reused):  # reused: another experiment's identical job, skipped by this one
         if str(path) in seen or any(not _same(lookup(data, k), v) for k, v in (where or {}).items()):
             continue
@@ -78,23 +164,44 @@ def collect(spec: dict, root: Path, where: dict | None = None) -> list[dict]:
     return rows
 
 
+def _column_metric(spec: dict, col: str) -> str:
+    columns = spec["columns"]
+    return columns["metric"] if isinstance(columns, dict) else col
+
+
 def pivot(spec: dict, results: list[dict]) -> list[dict]:
-    """One table per group: {group, rows, columns, cells{(row, col): value}, conflicts}."""
+    """One table per group: {group, rows, columns, cells{(row, col): value}, conflicts[...]}."""
     group_by = list(spec.get("group_by") or [])
-    row_path = spec["rows"]
-    columns_spec = spec["columns"]
+    row_path, columns_spec = spec["rows"], spec["columns"]
     scale = float(spec.get("scale", 1.0))
+    sweep = spec.get("sweep") or {}
+    where = spec.get("where") or {}
     groups: dict[tuple, dict] = {}
+
+    def table_for(gkey: tuple) -> dict:
+        if gkey not in groups:
+            groups[gkey] = {"group": dict(zip(group_by, gkey)), "rows": list(sweep.get(row_path, [])),
+                            "columns": [], "cells": {}, "sources": {}}
+            if isinstance(columns_spec, dict):
+                groups[gkey]["columns"] = list(sweep.get(columns_spec["by"], []))
+            else:
+                groups[gkey]["columns"] = [str(c) for c in columns_spec]
+        return groups[gkey]
+
+    # every swept group value gets its table (a group with no result at all still shows its grid)
+    swept_groups = [[v for v in sweep.get(g, [])] for g in group_by]
+    if group_by and all(swept_groups) and not any(g in where for g in group_by):
+        import itertools
+
+        for combo in itertools.product(*swept_groups):
+            table_for(tuple(combo))
     for res in sorted(results, key=lambda r: r.get("finished", "")):
-        gkey = tuple(str(lookup(res, g)) for g in group_by)
-        table = groups.setdefault(gkey, {"group": dict(zip(group_by, gkey)), "rows": [], "columns": [],
-                                          "cells": {}, "conflicts": 0})
-        row = str(lookup(res, row_path))
+        table = table_for(tuple(key(lookup(res, g)) for g in group_by))
+        row = key(lookup(res, row_path))
         if row not in table["rows"]:
             table["rows"].append(row)
         if isinstance(columns_spec, dict):
-            col = str(lookup(res, columns_spec["by"]))
-            items = [(col, res["metrics"].get(columns_spec["metric"]))]
+            items = [(key(lookup(res, columns_spec["by"])), res["metrics"].get(columns_spec["metric"]))]
         else:
             items = [(str(c), res["metrics"].get(c)) for c in columns_spec]
         for col, value in items:
@@ -102,24 +209,24 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
                 table["columns"].append(col)
             if value is None:
                 continue
-            if (row, col) in table["cells"]:
-                table["conflicts"] += 1  # newest wins (sorted by finish time)
-            table["cells"][(row, col)] = float(value) * scale
+            table["cells"][(row, col)] = float(value) * scale  # newest wins (sorted by finish time)
+            table["sources"].setdefault((row, col), []).append(res)
     for table in groups.values():
+        table["conflicts"] = [(cell, srcs) for cell, srcs in table["sources"].items() if len(srcs) > 1]
         order = spec.get("row_order")
         if order:
             table["rows"].sort(key=lambda r: order.index(r) if r in order else len(order))
         if isinstance(columns_spec, dict):
             table["columns"].sort(key=_num_key)
         _add_reported_rows(spec, table)
-    return list(groups.values())
+    return [groups[k] for k in sorted(groups, key=lambda g: [_num_key(x) for x in g])]
 
 
 def _num_key(value: str):
     try:
         return (0, float(value), "")
     except ValueError:
-        return (1, 0.0, value)
+        return (1, 0.0, str(value))
 
 
 def _reported_for(spec: dict, table: dict) -> dict:
@@ -135,54 +242,109 @@ def _add_reported_rows(spec: dict, table: dict) -> None:
     for row, cols in reported.items():
         if not isinstance(cols, dict):
             continue
-        if str(row) not in table["rows"]:
-            table["rows"].append(str(row))
+        if key(row) not in table["rows"]:
+            table["rows"].append(key(row))
         for col, value in cols.items():
-            if str(col) not in table["columns"]:
-                table["columns"].append(str(col))
-            table["reported"][(str(row), str(col))] = float(value)
+            if key(col) not in table["columns"]:
+                table["columns"].append(key(col))
+            table["reported"][(key(row), key(col))] = float(value)
 
 
+# -- rendering ------------------------------------------------------------------------------------
 def _fmt(value: float | None, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING
     return format(value, fmt)
 
 
-def render_markdown(spec: dict, table: dict) -> str:
+def verdict(metric: str, delta: float) -> str:
+    """"better" / "worse" than the paper by the metric's direction ("" when unknown or equal)."""
+    entry = metric_entry(metric)
+    if entry is None or entry.higher_is_better is None or delta == 0:
+        return ""
+    return "better" if (delta > 0) == entry.higher_is_better else "worse"
+
+
+def cell_text(spec: dict, table: dict, row: str, col: str) -> str:
     fmt = spec.get("format", ".2f")
+    ours, paper = table["cells"].get((row, col)), table["reported"].get((row, col))
+    text = _fmt(ours, fmt)
+    if paper is not None:
+        if ours is None:
+            text += f" (paper {format(paper, fmt)})"
+        else:
+            delta = ours - paper
+            word = verdict(_column_metric(spec, col), delta)
+            text += f" (paper {format(paper, fmt)}, Δ {delta:+{fmt}}{', ' + word if word else ''})"
+    return text
+
+
+def render_markdown(spec: dict, table: dict) -> str:
     labels = spec.get("labels") or {}
     cols = table["columns"]
-    head = [spec["rows"]] + [labels.get(c, c) for c in cols]
+    head = [spec["rows"]] + [str(labels.get(c, c)) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table["rows"]:
-        cells = [row]
-        for col in cols:
-            ours = table["cells"].get((row, col))
-            paper = table["reported"].get((row, col))
-            text = _fmt(ours, fmt)
-            if paper is not None:
-                delta = "" if ours is None else f", Δ {ours - paper:+{fmt}}"
-                text += f" (paper {format(paper, fmt)}{delta})"
-            cells.append(text)
-        lines.append("| " + " | ".join(cells) + " |")
+        lines.append("| " + " | ".join([row] + [cell_text(spec, table, row, c) for c in cols]) + " |")
     return "\n".join(lines)
+
+
+def describe_values(spec: dict) -> str:
+    """One line saying what the numbers are: each metric (by its registry entry), unit, scale factor."""
+    columns = spec["columns"]
+    names = [columns["metric"]] if isinstance(columns, dict) else list(columns)
+    entries, unknown = {}, []
+    for name in names:
+        entry = metric_entry(name)
+        if entry is None:
+            unknown.append(name)
+        else:
+            entries.setdefault(entry.name, entry)
+    parts = []
+    for entry in entries.values():
+        arrow = {True: "; higher is better", False: "; lower is better", None: ""}[entry.higher_is_better]
+        parts.append(f"{entry.name}: {entry.description}" + (f" [{entry.unit}]" if entry.unit else "") + arrow)
+    parts += unknown
+    scale = float(spec.get("scale", 1.0))
+    tail = f" — every value shown x{scale:g}" if scale != 1 else ""
+    return "Values — " + " | ".join(parts) + tail
+
+
+def conflict_notes(table: dict) -> list[str]:
+    notes = []
+    for (row, col), sources in table["conflicts"]:
+        sigs = sorted({s.get("signature") for s in sources})
+        differ = "with different configs (signatures " + ", ".join(map(str, sigs)) + ")" if len(sigs) > 1 \
+            else "of the same config (re-runs)"
+        newest = sources[-1]
+        notes.append(f"cell ({row}, {col}): {len(sources)} results {differ}; showing the newest "
+                     f"(finished {newest.get('finished')}, {newest.get('_path')})")
+    return notes
+
+
+def missing_notes(spec: dict, table: dict) -> list[str]:
+    """How many cells of our rows (rows with a result, or swept rows) have no result yet."""
+    ours = {r for r, _ in table["cells"]} | set((spec.get("sweep") or {}).get(spec["rows"], []))
+    n = sum((r, c) not in table["cells"] for r in table["rows"] if r in ours for c in table["columns"])
+    if not n:
+        return []
+    return [f"{n} cells have no result yet (–): run the same sweep command again to run the missing jobs "
+            f"(complete ones are skipped)."]
 
 
 def to_csv(spec: dict, tables: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     group_by = list(spec.get("group_by") or [])
-    writer.writerow(group_by + ["row", "column", "reproduced", "reported", "delta"])
+    writer.writerow(group_by + ["row", "column", "reproduced", "reported", "delta", "verdict"])
     for table in tables:
         for row in table["rows"]:
             for col in table["columns"]:
                 ours, paper = table["cells"].get((row, col)), table["reported"].get((row, col))
-                if ours is None and paper is None:
-                    continue
-                delta = ours - paper if ours is not None and paper is not None else ""
-                writer.writerow([table["group"][g] for g in group_by] + [row, col, "" if ours is None else ours,
-                                                                          "" if paper is None else paper, delta])
+                delta = ours - paper if ours is not None and paper is not None else None
+                writer.writerow([table["group"][g] for g in group_by] + [
+                    row, col, "" if ours is None else ours, "" if paper is None else paper,
+                    "" if delta is None else delta, "" if delta is None else verdict(_column_metric(spec, col), delta)])
     return buf.getvalue()
 
 
@@ -232,8 +394,9 @@ def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
         x = lookup(res, plot["x"])
         if y is None or x is None:
             continue
-        g = tuple(str(lookup(res, k)) for k in group_by)
-        groups.setdefault(g, {}).setdefault(str(lookup(res, plot["line"])), {})[float(x)] = float(y) * float(spec.get("scale", 1.0))
+        g = tuple(key(lookup(res, k)) for k in group_by)
+        groups.setdefault(g, {}).setdefault(key(lookup(res, plot["line"])), {})[float(key(x))] = \
+            float(y) * float(spec.get("scale", 1.0))
     if not groups:
         return None
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
@@ -253,44 +416,111 @@ def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
     return path
 
 
-def build(name: str, root: Path, out_dir: Path | None = None, conf_dir: Path = CONF_DIR) -> tuple[str, list[Path]]:
-    spec = load_spec(name, conf_dir)
-    results = collect(spec, root, spec.get("where"))
+# -- building -------------------------------------------------------------------------------------
+def render(spec: dict, results: list[dict], title: str) -> tuple[str, list[dict]]:
+    remember_metric_info(results)
     tables = pivot(spec, results)
-    out_dir = Path(out_dir or Path(root) / "tables")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    parts = [f"# {name} ({len(results)} results under {root})"]
+    parts = [title, describe_values(spec)]
     if not tables:
         parts.append(f"no complete results with experiment_name={spec['experiment_name']!r} yet; "
-                     f"run `llmlab run -m +experiment={name}`.")
+                     f"run `llmlab run -m experiment={spec['experiment_name']}`.")
     for table in tables:
         if table["group"]:
             parts.append("\n## " + ", ".join(f"{k} = {v}" for k, v in table["group"].items()))
         parts.append(render_markdown(spec, table))
-        if table["conflicts"]:
-            parts.append(f"({table['conflicts']} cells had several results; the newest is shown)")
-    markdown = "\n".join(parts) + "\n"
+        for note in conflict_notes(table) + missing_notes(spec, table):
+            parts.append(f"- {note}")
+    return "\n".join(parts) + "\n", tables
+
+
+def write_outputs(name: str, spec: dict, markdown: str, tables: list[dict], out_dir: Path, plot_results) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
     files = [out_dir / f"{name}.md", out_dir / f"{name}.csv", out_dir / f"{name}.tex"]
     record.atomic_write_text(files[0], markdown)
     record.atomic_write_text(files[1], to_csv(spec, tables))
     record.atomic_write_text(files[2], to_latex(spec, tables))
-    # the plot has its own filter (plot.where): a budget curve spans the kv sizes the table filters to one
-    png = plot_lines(spec, collect(spec, root, (spec.get("plot") or {}).get("where")), out_dir / f"{name}.png")
+    png = plot_lines(spec, plot_results, out_dir / f"{name}.png")
     if png:
         files.append(png)
-    return markdown, files
+    return files
+
+
+def build(name: str, root: Path, out_dir: Path | None = None, conf_dir: Path = CONF_DIR,
+          overrides: list[str] = ()) -> tuple[str, list[Path]]:
+    spec = load_spec(name, conf_dir, overrides)
+    results = collect(spec, root, spec.get("where"))
+    markdown, tables = render(spec, results, f"# {name} ({len(results)} results under {root})")
+    # the plot has its own filter (plot.where): a budget curve spans the kv sizes the table filters to one
+    plot_results = collect(spec, root, (spec.get("plot") or {}).get("where"))
+    return markdown, write_outputs(name, spec, markdown, tables, Path(out_dir or Path(root) / "tables"), plot_results)
+
+
+def build_from_sweep(sweep_dir: Path, rows: str | None, columns: str | None, metric: str | None,
+                     group_by: list[str], out_dir: Path | None) -> tuple[str, list[Path]]:
+    """A table of a plain `-m` sweep: rows and columns default to the swept keys."""
+    sweep_dir = Path(sweep_dir)
+    results = [d for _, d in record.iter_results(sweep_dir)] + [d for _, d, _ in record.iter_reused(sweep_dir)]
+    if not results:
+        raise UserError(f"llmlab table: no complete results under {sweep_dir}.")
+    swept = _swept_keys(sweep_dir)
+    rows = rows or (swept[0] if swept else "method")
+    columns = columns or (swept[1] if len(swept) > 1 else None)
+    metric = metric or results[0].get("main_metric")
+    if not metric:
+        raise UserError("llmlab table: give --metric (the results name no main metric).")
+    spec = {"experiment_name": sweep_dir.name, "rows": rows, "group_by": group_by, "format": ".2f",
+            "columns": {"by": columns, "metric": metric} if columns else [metric], "sweep_dir": str(sweep_dir),
+            "sweep": {k: v for k, v in _sweep_params(sweep_dir).items()}}
+    markdown, tables = render(spec, collect(spec, sweep_dir), f"# sweep {sweep_dir} ({len(results)} results)")
+    return markdown, write_outputs(sweep_dir.name, spec, markdown, tables, Path(out_dir or sweep_dir / "tables"), [])
+
+
+def _sweep_params(sweep_dir: Path) -> dict[str, list[str]]:
+    """{key: values} of the sweep's `-m` overrides (Hydra's multirun.yaml)."""
+    path = Path(sweep_dir) / "multirun.yaml"
+    if not path.exists():
+        return {}
+    cfg = OmegaConf.load(path)
+    out = {}
+    for override in OmegaConf.to_container(cfg.hydra.overrides.task, resolve=False) or []:
+        k, _, v = str(override).lstrip("+").partition("=")
+        values = sweep_values(k, v)
+        if len(values) > 1:
+            out[k] = values
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=False) or {} if "sweeper" in cfg.hydra else {}
+    for k, v in (params or {}).items():
+        out.setdefault(k, sweep_values(k, v))
+    return out
+
+
+def _swept_keys(sweep_dir: Path) -> list[str]:
+    return list(_sweep_params(sweep_dir))
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="llmlab table", description="Render an experiment's table from results.")
-    parser.add_argument("experiment")
+    parser = argparse.ArgumentParser(prog="llmlab table", description="Render an experiment's table (or a sweep's) "
+                                     "from the results under outputs/.")
+    parser.add_argument("experiment", help="an experiment name (conf/experiment/) or a sweep directory")
+    parser.add_argument("overrides", nargs="*", help="config overrides for the experiment's sweep grid, e.g. scale=paper")
     parser.add_argument("--root", default=None, help="outputs root to read (default: $LLMLAB_OUTPUTS or outputs)")
     parser.add_argument("--out", default=None, help="where to write .md/.csv/.tex (default: <root>/tables)")
+    parser.add_argument("--rows", default=None, help="sweep dir: config path of the rows (default: the first swept key)")
+    parser.add_argument("--columns", default=None, help="sweep dir: config path of the columns (default: the second)")
+    parser.add_argument("--metric", default=None, help="sweep dir: the metric (default: the results' main metric)")
+    parser.add_argument("--group-by", default="", help="sweep dir: comma-separated config paths, one table each")
     args = parser.parse_args(argv)
     import os
 
     root = Path(args.root or os.environ.get("LLMLAB_OUTPUTS", "outputs"))
-    markdown, files = build(args.experiment, root, args.out)
+    try:
+        if Path(args.experiment).is_dir():
+            markdown, files = build_from_sweep(Path(args.experiment), args.rows, args.columns, args.metric,
+                                               [g for g in args.group_by.split(",") if g], args.out)
+        else:
+            markdown, files = build(args.experiment, root, args.out, overrides=args.overrides)
+    except UserError as err:
+        print(str(err), file=sys.stderr)
+        return 2
     sys.stdout.write(markdown)
     print("written: " + ", ".join(str(f) for f in files))
     return 0

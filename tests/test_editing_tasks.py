@@ -16,7 +16,7 @@ import torch
 from llmlab import models
 from llmlab.context import RunContext
 from llmlab.errors import CapabilityError, UserError
-from llmlab.methods.base import Method, NoMethod
+from llmlab.methods.base import NoMethod
 from llmlab.methods.editing.base import Editor
 from llmlab.metrics.editing import (
     answer_matches,
@@ -289,7 +289,8 @@ def test_mquake_batches_and_scores(tiny_lm, tmp_path):
 
     task = MQuAKE(data_path=str(tmp_path / "m.json"), edit_batch_size=2, max_new_tokens=2)
     scores = task.evaluate(tiny_lm, Recorder(), ctx(tmp_path))
-    assert set(scores.metrics) == {"multihop/fewshot_em", "edit_wise/cloze_match", "instance_wise/fewshot_em"}
+    assert set(scores.metrics) == {"multihop/fewshot_em", "multihop/exact", "edit_wise/cloze_match",
+                                   "instance_wise/fewshot_em"}
     assert scores.info["batches"] == 2 and sorted(set(seen)) == [1, 2]
     assert scores.info["answers"].startswith("few-shot")  # Recorder has no answering protocol of its own
     assert all(0.0 <= v <= 1.0 for v in scores.metrics.values())

@@ -75,8 +75,10 @@ JOB_ERRORS = [  # (overrides, what the message must say); the job records failed
     (["task=perplexity", "task.path=/nonexistent/text.txt"], ["task.path=/nonexistent/text.txt", "task.dataset="]),
     (["model=hf", "model.path=nobody/no-such-model"], ["nobody/no-such-model", "model.path="]),
     (["model=hf"], ["model=hf needs a hub id or local directory", "model.path=<id-or-dir>"]),
-    (["task=zsre", "method=snapkv"], ["task zsre needs an editing method", "snapkv", "Editing methods:",
-                                      "method=<name>"]),
+    (["task=zsre", "method=snapkv"], ["task zsre needs a method with knowledge editing", "snapkv",
+                                      "Methods with knowledge editing: ft, ft_m", "method=<name>"]),
+    (["task=longbench", "method=rome", "task.data_dir=/nonexistent"],
+     ["task longbench cannot use rome's knowledge editing", "silently measure the unmodified model"]),
 ]
 
 

@@ -360,3 +360,53 @@ def test_every_press_runs_on_each_arch(arch):
         if cls is not FullKV:
             assert stats["kv_bytes"] < 0.6 * stats["kv_bytes_full"]
         assert press.family == "kv" and press.name == cls.name
+
+
+def _official_budgets(pooled, base, budget_size, num_layers, final, dtype):
+    """DynamicKV dynamic_v11.py update_and_reset_budget, transcribed; `dtype` of the shares."""
+    seen, b, h, length = pooled.shape
+    tk = base * h * seen * b
+    top = pooled.reshape(-1).topk(min(tk, pooled.numel())).indices
+    counts = torch.bincount(top // (b * h * length), minlength=seen) // seen
+    if final and int(counts.sum()) != b * h * length:
+        counts[-1] += tk // num_layers - counts.sum()
+    shares = [t.to(dtype) / torch.sum(counts).item() for t in counts]
+    fix = [int((budget_size * t).item()) for t in shares]
+    need = base * num_layers
+    ratio = sum(fix) / need
+    fix = [int(k // ratio) for k in fix]
+    fix[-1] += need - sum(fix)
+    return fix
+
+
+def test_dynamickv_budget_shares_truncate_in_float32_as_the_official_code():
+    import random
+
+    differs = 0
+    for i in range(300):
+        rng = random.Random(i)
+        torch.manual_seed(i)
+        seen, length, base = rng.choice([4, 8, 12]), rng.randint(40, 300), rng.randint(8, 60)
+        pooled = torch.rand(seen, 1, 2, length)
+        budget_size = min(10 * base, length)
+        ours = allocate_budgets(pooled, base, budget_size, 12, final=seen == 12)
+        assert ours == _official_budgets(pooled, base, budget_size, 12, seen == 12, torch.float32), i
+        differs += ours != _official_budgets(pooled, base, budget_size, 12, seen == 12, torch.float64)
+    assert differs > 0  # float64 shares would have truncated differently somewhere
+
+
+def test_presses_with_per_layer_lengths_refuse_eager_attention(tiny_lm):
+    from llmlab.errors import UserError
+    from llmlab.methods.kv.pyramidkv import PyramidKV
+    from llmlab.methods.kv.snapkv import SnapKV
+
+    impl = tiny_lm.model.config._attn_implementation
+    tiny_lm.model.config._attn_implementation = "eager"
+    try:
+        with pytest.raises(UserError, match="eager attention cannot decode"):
+            with PyramidKV(kv_size=64).apply(tiny_lm):
+                pass
+        with SnapKV(kv_size=64).apply(tiny_lm):  # uniform lengths: fine under eager
+            pass
+    finally:
+        tiny_lm.model.config._attn_implementation = impl

@@ -152,3 +152,42 @@ def test_training_lowers_loss_and_is_cached(tmp_path, monkeypatch, encoder):
     with e2.edit(lm2, _requests(CASES[:1])):
         out = e2.answers(lm2, [CASES[0]["questions"][0]])[0]
     assert isinstance(out.text, str) and out.output  # generated a chain (random tiny model: any text)
+
+
+@pytest.mark.parametrize("output,official,lenient", [
+    ("4.**Reasoning**: ... \n\n[Answer]:  \nCanberra", "Canberra", "Canberra"),
+    ("[Answer]:  \nCanberra\n\n*Note: the capital", "Canberra", "Canberra"),
+    ("**[Answer]:**  \nCanberra, Australia\nmore", "Canberra, Australia", "Canberra, Australia"),
+    ("**[Answer]**:Canberra", "Canberra", "Canberra"),
+    ("[Answer]:\nCanberra", "", "Canberra"),            # no two spaces: the official reader finds no marker
+    ("[Answer]: Canberra", "", "Canberra"),
+    ("The answer is Canberra.", "", ""),
+    ("[Answer]:  \n\n**Canberra**", "**Canberra**", "Canberra"),
+])
+def test_answers_are_read_as_the_official_evaluation_and_leniently(output, official, lenient):
+    assert data.extract_answer(output) == official
+    assert data.parse_answer(output) == lenient
+
+
+def test_official_match_is_exact_and_case_sensitive(tiny_lm, tmp_path):
+    """multihop/exact: the extracted string equals new_answer or an alias exactly (eval_rasoning.py)."""
+    from llmlab.capabilities import Answer, OwnAnswering
+    from llmlab.methods.editing.base import InContextEditor
+    from llmlab.tasks.mquake import MQuAKE
+
+    outputs = {"[Answer]:  \ncanberra": False, "[Answer]:  \nCANBERRA": True, "[Answer]:  \nCanberra.": False}
+
+    class Fixed(InContextEditor, OwnAnswering):
+        name = "fixed"
+
+        def answers(self, lm, questions, requests):
+            return [Answer(text=data.extract_answer(o), output=o, lenient=data.parse_answer(o)) for o in self.out]
+
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps(CASES[:1]))
+    for output, exact in outputs.items():
+        editor = Fixed()
+        editor.out = [output] * 5  # 2 single hops + 3 questions
+        scores = MQuAKE(data_path=str(path), max_new_tokens=2).evaluate(tiny_lm, editor, RunContext(out_dir=tmp_path))
+        assert scores.metrics["multihop/exact"] == float(exact), output
+        assert scores.metrics["multihop/fewshot_em"] == 1.0  # the lenient, normalized reading accepts all three

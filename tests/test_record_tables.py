@@ -65,7 +65,8 @@ def test_table_newest_result_wins_and_is_flagged(tmp_path):
     record.write_json(root / "machine_b" / "results.json", _result("snapkv", 64, {"avg": 2.0}, finished="2026-01-02T00:00:00"))
     md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
     assert "| snapkv | 2.00 |" in md
-    assert "1 cells had several results" in md
+    assert "cell (snapkv, avg): 2 results of the same config (re-runs); showing the newest" in md
+    assert "machine_b" in md.split("showing the newest")[1]
     json.loads((root / "machine_a" / "results.json").read_text())  # nothing was overwritten
 
 
@@ -110,3 +111,54 @@ def test_a_result_reused_by_another_experiment_shows_in_both_tables(tmp_path):
     assert "| snapkv | 1.00 |" in md and "| h2o | 3.00 |" in md and "several results" not in md
     md, _ = tables.build("demo", root, tmp_path / "t2", conf_dir=tmp_path / "conf")
     assert "| snapkv | 1.00 |" in md and "h2o" not in md
+
+
+def test_missing_sweep_points_show_as_missing_and_deltas_have_a_direction(tmp_path):
+    """The grid comes from the experiment's sweep: a job that never ran is a "–" cell, not a lost
+    column; a sweep value like [512] is labelled 512; Δ says better/worse by the metric's direction."""
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text(
+        "experiment_name: demo\n"
+        "hydra:\n  sweeper:\n    params:\n      method: snapkv,h2o,pyramidkv\n"
+        "      task.context_lengths: '[512],[1024]'\n"
+        "table:\n  rows: method\n  columns: {by: task.context_lengths, metric: perplexity}\n  format: '.1f'\n"
+        "  reported:\n    snapkv: {'512': 10.0}\n    h2o: {'512': 5.0}\n")
+
+    def res(method, length, value):
+        r = _result(method, 0, {"perplexity": value})
+        r["config"]["task"] = {"context_lengths": [length]}
+        r["metric_info"] = {"perplexity": {"description": "exp(mean NLL)", "higher_is_better": False, "unit": ""}}
+        return r
+
+    root = tmp_path / "outputs"
+    record.write_json(root / "1" / "results.json", res("snapkv", 512, 8.0))
+    record.write_json(root / "2" / "results.json", res("h2o", 512, 6.0))
+    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert lines["method"].split("|")[2:4] == [" 512 ", " 1024 "]      # labels, not raw lists
+    assert "8.0 (paper 10.0, Δ -2.0, better)" in lines["snapkv"]      # perplexity: lower is better
+    assert "6.0 (paper 5.0, Δ +1.0, worse)" in lines["h2o"]
+    assert lines["pyramidkv"].count("–") == 2 and lines["snapkv"].rstrip(" |").endswith("–")
+    assert "4 cells have no result yet" in md and "lower is better" in md
+
+
+def test_a_plain_sweep_dir_is_tabled_without_an_experiment_file(tmp_path):
+    sweep = tmp_path / "sweep"
+    (sweep / "0").mkdir(parents=True)
+    (sweep / "multirun.yaml").write_text("hydra:\n  overrides:\n    task:\n    - method=snapkv,h2o\n"
+                                         "    - method.kv_size=64,128\n")
+    for i, (m, kv, v) in enumerate([("snapkv", 64, 1.0), ("snapkv", 128, 2.0), ("h2o", 64, 3.0)]):
+        r = _result(m, kv, {"avg": v})
+        r["main_metric"] = "avg"
+        record.write_json(sweep / str(i) / "results.json", r)
+    assert tables.main([str(sweep), "--out", str(tmp_path / "t")]) == 0
+    md = (tmp_path / "t" / "sweep.md").read_text()
+    lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert lines["method"].split("|")[2:4] == [" 64 ", " 128 "]
+    assert "1.00" in lines["snapkv"] and "2.00" in lines["snapkv"] and lines["h2o"].rstrip(" |").endswith("–")
+
+
+def test_an_unknown_experiment_is_bad_input(tmp_path, capsys):
+    assert tables.main(["nosuch", "--root", str(tmp_path)]) == 2
+    assert "no experiment 'nosuch'" in capsys.readouterr().err

@@ -282,3 +282,22 @@ def test_llmlab_run_zsre_end_to_end(tmp_path):
     [result] = results_under(tmp_path / "out")
     assert "reliability/token_acc" in json.dumps(result["metrics"])
     assert result["method_info"]["edits"] == 2 and result["method_info"]["edit_seconds"] > 0
+
+
+def test_template_prefixes_count_the_prompt_in_their_length_as_easyedit():
+    """util/generate.generate_fast(max_out_len=length) stops when prompt + new tokens reach `length`."""
+    lm = tiny("llama")
+    asked = []
+    real = lm.model.generate
+
+    def spy(ids, **kw):
+        asked.append((ids.shape[1], kw["max_new_tokens"]))
+        return real(ids, **kw)
+
+    lm.model.generate = spy
+    try:
+        ru._TEMPLATE_CACHE.clear()
+        ru.context_templates(lm, [[5, 5]], seed=1)
+    finally:
+        del lm.model.generate
+    assert asked and all(prompt + new == 5 for prompt, new in asked)  # seed words of 5+ tokens generate nothing

@@ -148,8 +148,25 @@ def read_chains(path: str | Path) -> list[dict]:
     return out
 
 
+# eval/eval_rasoning.py extract_answer: the markers it looks for, in this order
+ANSWER_MARKERS = ("[Answer]:  \n", "**[Answer]:**  \n", "**[Answer]**  \n", "**[Answer]**:  \n", "**[Answer]**:")
+
+
+def extract_answer(text: str) -> str:
+    """The answer as the official evaluation reads it (eval_rasoning.py `extract_answer`, then
+    `.split('\\n')[0].strip()` in main): after the first marker found (two spaces then a newline
+    after "[Answer]:", or a bold variant), up to a blank line followed by "*", first line; "" when no
+    marker is there (so "[Answer]:\\nX" with no two spaces is no answer, as officially)."""
+    for marker in ANSWER_MARKERS:
+        if marker in text:
+            answer = text.split(marker, 1)[1].strip()
+            return answer.split("\n\n*")[0].strip().split("\n")[0].strip()
+    return ""
+
+
 def parse_answer(text: str) -> str:
-    """What follows the last "[Answer]:" marker (markdown bold tolerated): its first non-empty line."""
+    """A lenient reading (ours, not the paper's): what follows the last "[Answer]:" marker (markdown
+    bold tolerated, any spacing), its first non-empty line."""
     marker = max(text.rfind("[Answer]:"), text.rfind("[Answer]**:"), text.rfind("[Answer]"))
     if marker < 0:
         return ""

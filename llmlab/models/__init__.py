@@ -101,6 +101,13 @@ def _from_dir(path, spec: dict, dtype: str, device: str):
 
     path = str(path)
     local = Path(path).expanduser().exists()
+    if not local and (path.startswith(("/", "./", "../", "~")) or os.sep in path.strip("/").split("/", 1)[-1]):
+        raise UserError(f"model.path={path} does not exist: no such directory. Give a directory saved with "
+                        f"save_pretrained (config.json, weights, tokenizer) or a hub id such as org/name.")
+    if local and Path(path).expanduser().is_dir() and not (Path(path).expanduser() / "config.json").exists():
+        raise UserError(f"model.path={path} holds no model: it has no config.json (files: "
+                        f"{', '.join(sorted(p.name for p in Path(path).expanduser().iterdir())[:8]) or 'none'}). Give a "
+                        f"directory saved with save_pretrained (config.json, weights, tokenizer).")
     kind = spec.get("kind") or "causal"
     if kind not in KINDS:
         raise UserError(f"model.kind={kind!r} (model {spec.get('name')}) is not known; use one of {', '.join(KINDS)}.")
@@ -112,6 +119,10 @@ def _from_dir(path, spec: dict, dtype: str, device: str):
     if spec.get("device_map"):
         kwargs["device_map"] = spec["device_map"]
     offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on every run
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"])
         model = getattr(transformers, KINDS[kind]).from_pretrained(path, **kwargs)
@@ -124,4 +135,7 @@ def _from_dir(path, spec: dict, dtype: str, device: str):
             f"Point at a local copy with model=hf model.path=/path/to/{path.split('/')[-1]}, "
             f"or run where the hub is reachable with HF_HUB_OFFLINE=0."
         ) from err
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     return model, tok

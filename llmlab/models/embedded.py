@@ -54,7 +54,6 @@ def converted_dir(spec: dict) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = gguf_file(spec)
-    log.info("converting %s to safetensors under %s (once)", path.name, target)
     print(f"[llmlab] dequantizing {path.name} once; cached at {target}", flush=True)
     with atomic_dir(target) as tmp:
         tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)

@@ -72,6 +72,9 @@ METRICS = {
     "multihop/fewshot_em": register("fewshot_em", "fraction of cases answered right (greedy answer == answer or "
                                     "an alias, normalized); multihop: any of the 3 questions, instance_wise: all new "
                                     "single hops", unit="0-1"),
+    "multihop/exact": register("exact", "fraction of cases where the answer string equals the new answer or an "
+                               "alias exactly (case-sensitive, no normalization), as the official MQuAKE and "
+                               "Reason-KE evaluations compare them", unit="0-1"),
     "edit_wise/cloze_match": register("cloze_match", "fraction of rewrites whose zero-shot cloze generation starts "
                                       "with target_new", unit="0-1"),
 }
@@ -154,6 +157,7 @@ class MQuAKE(Task):
         rewrites = sum(len(p["edits"]) for p in predictions)
         return {
             "multihop/fewshot_em": sum(p["multihop_correct"] for p in predictions) / n,
+            "multihop/exact": sum(p["multihop_exact"] for p in predictions) / n,
             "edit_wise/cloze_match": sum(e["correct"] for p in predictions for e in p["edits"]) / max(1, rewrites),
             "instance_wise/fewshot_em": sum(p["instance_correct"] for p in predictions) / n,
         }
@@ -182,11 +186,13 @@ class MQuAKE(Task):
         answers = self.ask(lm, editor, requests, asked)
         hops = [{"question": h.question, "generation": a.text, "correct": answer_matches(a.text, h.answers)}
                 for h, a in zip(case.single_hops, answers)]
-        multihop = [{"question": q, "generation": a.text, "correct": answer_matches(a.text, case.answers)}
+        multihop = [{"question": q, "generation": a.text, "correct": answer_matches(a.lenient or a.text, case.answers),
+                     "exact": a.text in case.answers}
                     for q, a in zip(case.questions, answers[len(hops):])]
         if isinstance(editor, OwnAnswering):  # keep the chains the answers were parsed from
             for record, a in zip(hops + multihop, answers):
-                record["output"] = a.output
+                record["output"], record["lenient"] = a.output, a.lenient
         return {"case_id": case.case_id, "new_answer": case.answers[0], "edits": edits, "single_hops": hops,
                 "questions": multihop, "multihop_correct": any(q["correct"] for q in multihop),
+                "multihop_exact": any(q["exact"] for q in multihop),
                 "instance_correct": bool(hops) and all(h["correct"] for h in hops)}

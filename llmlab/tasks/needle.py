@@ -16,15 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+import logging
+
 from llmlab.capabilities import KVCompression
 from llmlab.errors import UserError
 from llmlab.generation import greedy_generate
 from llmlab.metrics.registry import register
-from llmlab.metrics.text import rouge1_f_stemmed
+from llmlab.metrics.text import rouge1_f_stemmed, rouge_tokens
 from llmlab.tasks.base import Scores, Task
 
 register("rouge1_f", "ROUGE-1 F with Porter stemming (rouge-score) of the answer vs the needle, x100 "
          "(KVCache-Factory / LLMTest_NeedleInAHaystack; their 0-10 scale x10)", unit="x100")
+register("needle_recall", "the needle's own words (not in the question; stemmed, no stopwords) found in the answer, "
+         "x100", unit="x100")
+register("needle_found", "cells whose answer holds at least half of the needle's own words, % of cells", unit="%")
+
+log = logging.getLogger(__name__)
 
 # LLMTest_NeedleInAHaystack's default needle and question (also KVCache-Factory's)
 NEEDLE = "The best thing to do in San Francisco is eat a sandwich and sit in Dolores Park on a sunny day."
@@ -125,27 +132,66 @@ class Needle(Task):
         with method.apply(lm):
             out = greedy_generate(lm, ids, self.max_new_tokens, stop_ids=self._stop)[0]
         answer = lm.decode(out).strip()
+        recall = needle_recall(self.needle, self.question, answer)
         return {"context_length": length, "depth": depth, "prompt_tokens": len(ids), "needle_token_offset": offset,
-                "prediction": answer, "rouge1_f": 100 * rouge1_f(self.needle, answer)}
+                "prediction": answer, "rouge1_f": 100 * rouge1_f(self.needle, answer), "needle_recall": 100 * recall,
+                "found": recall >= FOUND_AT}
 
     def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:
-        metrics = {"rouge1_f": _mean(p["rouge1_f"] for p in predictions)}
+        self._last_predictions = predictions  # info() reports found and empty cells
+        metrics = {"rouge1_f": _mean(p["rouge1_f"] for p in predictions),
+                   "needle_recall": _mean(p["needle_recall"] for p in predictions),
+                   "needle_found": 100 * _mean(p["found"] for p in predictions)}
         for length in self.context_lengths:
-            cell = [p["rouge1_f"] for p in predictions if p["context_length"] == length]
-            if cell:
-                metrics[f"rouge1_f@{length}"] = _mean(cell)
+            for name in ("rouge1_f", "needle_recall"):
+                cell = [p[name] for p in predictions if p["context_length"] == length]
+                if cell:
+                    metrics[f"{name}@{length}"] = _mean(cell)
         return metrics
 
     def info(self, items, method, ctx) -> dict:
-        return {"score": "ROUGE-1 F (rouge-score, Porter stemmer) of answer vs needle, x100", "cells": len(items),
-                "haystack": self.haystack_dir or "python stdlib docstrings"}
+        preds = getattr(self, "_last_predictions", [])
+        found, empty = sum(p["found"] for p in preds), sum(not p["prediction"] for p in preds)
+        summary = (f"needle found in {found} of {len(preds)} cells (the answer holds at least half of the needle's own "
+                   f"words: {', '.join(sorted(needle_words(self.needle, self.question)))})")
+        out = {"score": "ROUGE-1 F (rouge-score, Porter stemmer) of answer vs needle, x100 (the papers' score; it "
+                        "also counts the words the question shares with the needle)",
+               "needle_recall": "fraction of the needle's own words (not in the question, no stopwords; stemmed) "
+                                "found in the answer, x100; a cell is found at >= 50%",
+               "cells": len(items), "haystack": self.haystack_dir or "python stdlib docstrings", "summary": summary}
+        if preds and empty == len(preds):
+            out["warning"] = (f"every one of the {empty} predictions is empty: the model stopped before its first "
+                              f"token (stop_at_newline={self.stop_at_newline}, chat={self.chat}); the scores are 0 "
+                              f"because nothing was generated, not because the needle was missed")
+            out["summary"] = summary + "; WARNING: " + out["warning"]
+            log.warning("needle: %s", out["warning"])
+        return out
 
     def evaluate(self, lm, method, ctx) -> Scores:
         scores = super().evaluate(lm, method, ctx)
         if self.heatmap and scores.predictions:
-            ctx.add_artifact(plot_heatmap(scores.predictions, ctx.path("needle_heatmap.png"),
-                                          title=f"{getattr(method, 'name', 'method')} · {lm.name}"))
+            swept = ", ".join(o for o in getattr(ctx, "overrides", []) if not o.startswith(("task.heatmap", "logger")))
+            title = f"{getattr(method, 'name', 'method')} · {lm.name}" + (f"\n{swept}" if swept else "")
+            ctx.add_artifact(plot_heatmap(scores.predictions, ctx.path("needle_heatmap.png"), title=title))
         return scores
+
+FOUND_AT = 0.5  # a cell counts as found when the answer holds at least half of the needle's own words
+STOPWORDS = frozenset("a an and are as at be by for from in is it of on or that the this to was were with".split())
+
+
+def needle_words(needle: str, question: str) -> set[str]:
+    """The needle's own content words: stemmed tokens of the needle that the question does not
+    contain, stopwords dropped (for the default needle: eat, sandwich, sit, dolor, park, sunni, day)."""
+    return set(rouge_tokens(needle)) - set(rouge_tokens(question)) - STOPWORDS
+
+
+def needle_recall(needle: str, question: str, answer: str) -> float:
+    """Fraction of the needle's own words present in the answer: an answer that only repeats the
+    question scores 0, whatever its ROUGE-1 against the needle."""
+    words = needle_words(needle, question)
+    if not words:
+        return 0.0
+    return len(words & set(rouge_tokens(answer))) / len(words)
 
 
 def rouge1_f(reference: str, prediction: str) -> float:
@@ -162,7 +208,8 @@ def _mean(values) -> float:
 
 
 def plot_heatmap(predictions: list[dict], path: Path, title: str = "") -> Path:
-    """Depth (rows) × context length (columns) heatmap of the per-cell score."""
+    """Depth (rows) x context length (columns) heatmaps of the needle's own words found (needle_recall)
+    and of ROUGE-1 F (the papers' score), each with a labelled colour bar."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,21 +218,26 @@ def plot_heatmap(predictions: list[dict], path: Path, title: str = "") -> Path:
 
     lengths = sorted({p["context_length"] for p in predictions})
     depths = sorted({p["depth"] for p in predictions})
-    grid = np.full((len(depths), len(lengths)), np.nan)
-    for p in predictions:
-        grid[depths.index(p["depth"]), lengths.index(p["context_length"])] = p["rouge1_f"]
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(lengths), 1.2 + 0.5 * len(depths)))
-    im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
-    ax.set_xticks(range(len(lengths)), [str(x) for x in lengths])
-    ax.set_yticks(range(len(depths)), [f"{d:g}%" for d in depths])
-    ax.set_xlabel("context length (tokens)")
-    ax.set_ylabel("needle depth")
-    for i in range(len(depths)):
-        for j in range(len(lengths)):
-            if not np.isnan(grid[i, j]):
-                ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8)
-    ax.set_title(title or "needle retrieval (ROUGE-1 F x100)", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
+    panels = [("needle_recall", "needle's own words found (%)"), ("rouge1_f", "ROUGE-1 F x100 (papers' score)")]
+    width = max(2.6, 1.0 + 0.9 * len(lengths))  # a one-column grid stays readable
+    fig, axes = plt.subplots(1, 2, figsize=(2 * width + 1.2, 1.6 + 0.45 * len(depths)), squeeze=False)
+    for ax, (name, label) in zip(axes[0], panels):
+        grid = np.full((len(depths), len(lengths)), np.nan)
+        for p in predictions:
+            grid[depths.index(p["depth"]), lengths.index(p["context_length"])] = p.get(name, np.nan)
+        im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=100, aspect="auto")
+        ax.set_xticks(range(len(lengths)), [str(x) for x in lengths])
+        ax.set_yticks(range(len(depths)), [f"{d:g}%" for d in depths])
+        ax.set_xlabel("context length (tokens)")
+        ax.set_ylabel("needle depth")
+        for i in range(len(depths)):
+            for j in range(len(lengths)):
+                if not np.isnan(grid[i, j]):
+                    ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=8)
+        bar = fig.colorbar(im, ax=ax, fraction=0.08)
+        bar.set_label(label, fontsize=8)
+        ax.set_title(name, fontsize=9)
+    fig.suptitle(title or "needle retrieval", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -53,7 +53,6 @@ class TrainedCheckpoint:
             raise RuntimeError(f"cached checkpoint {self.path} does not match the model "
                                f"(missing {missing[:3]}, unexpected {unexpected[:3]}); delete it and rerun.")
         lm.model.eval()
-        log.info("loaded trained checkpoint %s", self.path)
         return json.loads((self.path / "history.json").read_text())
 
     def save(self, lm, history: list[dict]) -> Path:

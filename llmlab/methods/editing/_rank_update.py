@@ -188,10 +188,13 @@ def context_templates(lm, length_params, seed: int = 0) -> list[list[str]]:
                 for word in TEMPLATE_SEEDS:
                     n = max(1, n_gen // len(TEMPLATE_SEEDS))
                     ids = torch.tensor([tok(word, add_special_tokens=True)["input_ids"]], device=lm.device)
-                    new = max(1, length - (ids.shape[1] - 1))
-                    out = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=5,
-                                         top_p=1.0, temperature=1.0, max_new_tokens=new, min_new_tokens=new,
-                                         num_return_sequences=n, pad_token_id=pad_id(tok))
+                    # util/generate.generate_fast: max_out_len counts the prompt's tokens (BOS included)
+                    # (a seed word already that long is taken as it is)
+                    new = length - ids.shape[1]
+                    out = ids.expand(n, -1) if new <= 0 else model.generate(
+                        ids, attention_mask=torch.ones_like(ids), do_sample=True, top_k=5, top_p=1.0,
+                        temperature=1.0, max_new_tokens=new, min_new_tokens=new, num_return_sequences=n,
+                        pad_token_id=pad_id(tok))
                     for row in out:
                         text = tok.decode(row, skip_special_tokens=True)
                         text = re.sub(r"\s+", " ", text.replace("{", " ").replace("}", " ")).strip()

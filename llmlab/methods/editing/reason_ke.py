@@ -13,7 +13,8 @@ Inference (eval/eval_rasoning.py): for every rewrite of the case, retrieve 1 + `
 facts from the pool of all edited facts (the task's rewrites, offered via
 `prepare_demonstrations`; retrieval key: the fact's true statement, query: the new statement
 + ". "), join them with ". ", ask each question inside the chat template, greedy decoding up
-to 200 new tokens, and take what follows "[Answer]:". `leak_answer: true` adds the statement
+to 200 new tokens; the answer is read as the official `extract_answer` does (Answer.text, scored by
+exact match with the aliases, the paper's metric) and leniently (Answer.lenient). `leak_answer: true` adds the statement
 "{question} {new_answer}" to the facts (our reading of the paper's leaked-answer setting; it
 needs the case's `new_answer` in the requests' `extra`).
 
@@ -131,7 +132,7 @@ class ReasonKE(InContextEditor, OwnAnswering):
         chat = uses_chat(lm, self.chat)
         rows = [lm.encode(self.prompt_for(lm, q, requests), chat=chat)[-lm.max_length:] for q in questions]
         outputs = [lm.decode(ids) for ids in greedy_generate_padded(lm, rows, self.max_new_tokens)]
-        return [Answer(text=data.parse_answer(text), output=text) for text in outputs]
+        return [Answer(text=data.extract_answer(text), output=text, lenient=data.parse_answer(text)) for text in outputs]
 
     def report(self) -> dict:
         return {"trained": self.train, "distractors": self.distractors, "leak_answer": self.leak_answer,

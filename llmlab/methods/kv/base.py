@@ -153,6 +153,7 @@ class KVPress(Method, KVCompression):
     family: ClassVar[str] = "kv"
     name: ClassVar[str] = "kvpress"
     compresses: ClassVar[bool] = True  # False for fullkv (the reference row)
+    uniform: ClassVar[bool] = True     # every layer keeps the same number of tokens (False: PyramidKV, DynamicKV)
 
     kv_size: int | None = 128  # tokens kept per layer, observation window included
     window_size: int = 32      # observation window (always kept)
@@ -210,14 +211,23 @@ class KVPress(Method, KVCompression):
         return POOLINGS[str(value)]
 
     # -- plumbing -------------------------------------------------------------------------------
-    def _check(self) -> None:
+    def _check(self, lm=None) -> None:
         if self.compresses and (self.kv_size is None or self.kv_size <= self.window_size):
             raise UserError(f"{self.name}: kv_size ({self.kv_size}) must exceed window_size ({self.window_size}), "
                             f"since the observation window is part of the kept tokens. Raise method.kv_size.")
+        config = getattr(getattr(lm, "model", None), "config", None)
+        if self.compresses and config is not None and getattr(config, "_attn_implementation", None) == "eager":
+            sliding = "sliding_attention" in (getattr(config, "layer_types", None) or [])
+            if not self.uniform or sliding:
+                raise UserError(
+                    f"{self.name} leaves layers with different cache lengths "
+                    f"({'per-layer budgets' if not self.uniform else 'sliding-window layers are not compressed'}), "
+                    f"which transformers' eager attention cannot decode (it sizes the mask from layer 0). Use "
+                    f"model.attn_implementation=sdpa (the default).")
 
     @contextmanager
     def apply(self, lm):
-        self._check()
+        self._check(lm)
         self.last_stats = {}
         if hasattr(self, "pooling"):
             self._pooling = self.resolve_pooling(lm, getattr(self, "pooling"))

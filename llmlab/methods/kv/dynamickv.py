@@ -23,6 +23,9 @@ Deviations (all documented in the report):
   - a layer whose new budget exceeds what it holds keeps what it holds (the official slice
     `k_cache[:, :, :fix_length]` would then re-include window tokens and duplicate them).
   - prompts shorter than kv_size are not compressed (official: effectively everything is kept).
+The budget shares are computed as the official code computes them (a 0-d int64 count divided by
+the total is a float32 tensor; `budget_size * share` in float32, truncated): in float64 about 3 %
+of random allocations truncate one token differently, which then spreads to every layer.
   - sliding-window layers (gemma3's local layers) are not compressed and not counted in the
     global budget; "every 4 layers" counts compressed layers.
 """
@@ -54,8 +57,10 @@ def allocate_budgets(pooled: torch.Tensor, base: int, budget_size: int, num_laye
         counts[-1] += tk // num_layers - counts.sum()
     total = int(counts.sum())
     need = base * num_layers
-    shares = [int(c) / total for c in counts] if total > 0 else [1 / seen] * seen
-    fix = [int(budget_size * s) for s in shares]
+    if total > 0:  # as the official code: 0-d int64 tensor / int -> float32, times budget_size in float32
+        fix = [int((budget_size * (c / total)).item()) for c in counts]
+    else:
+        fix = [int(budget_size / seen)] * seen
     ratio = sum(fix) / need
     fix = [int(f // ratio) for f in fix] if ratio > 0 else [need // seen] * seen
     fix[-1] += need - sum(fix)
@@ -65,6 +70,7 @@ def allocate_budgets(pooled: torch.Tensor, base: int, budget_size: int, num_laye
 @dataclass
 class DynamicKV(KVPress):
     name: ClassVar[str] = "dynamickv"
+    uniform: ClassVar[bool] = False  # per-layer budgets
 
     kv_size: int | None = 128
     window_size: int = 8        # run_llama3_8b_dynamic_v11.2_max_radio_10.sh: WINDOW_SIZE=8

@@ -27,8 +27,8 @@ class StreamingLLM(KVPress):
     window_size: int = 32     # DynamicKV run/longbench/pred.py: window 32 for snapkv/streamingllm/h2o
     n_sink: int | None = None  # null: KVCache-Factory (first kv_size - window_size); 4: the StreamingLLM paper
 
-    def _check(self) -> None:
-        super()._check()
+    def _check(self, lm=None) -> None:
+        super()._check(lm)
         if self.n_sink is not None and not 0 <= self.n_sink < self.kv_size:
             raise UserError(f"streamingllm: n_sink ({self.n_sink}) must be in [0, kv_size={self.kv_size}); "
                             "set method.n_sink=4 (the paper) or null (KVCache-Factory).")
