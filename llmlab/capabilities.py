@@ -155,12 +155,23 @@ def method_classes() -> dict[str, type]:
     import yaml
     from hydra.utils import get_class
 
+    def target(name: str, seen: tuple = ()) -> str | None:
+        """`_target_` of conf/method/<name>.yaml, or of the sibling method it extends (`defaults: [ft]`)."""
+        path = CONF_DIR / "method" / f"{name}.yaml"
+        if name in seen or not path.exists():
+            return None
+        data = yaml.safe_load(path.read_text()) or {}
+        if data.get("_target_"):
+            return data["_target_"]
+        parents = [d for d in data.get("defaults") or [] if isinstance(d, str) and d != "_self_"]
+        return next((t for t in (target(p, seen + (name,)) for p in parents) if t), None)
+
     out = {}
     for path in sorted((CONF_DIR / "method").glob("*.yaml")):
         try:
-            target = (yaml.safe_load(path.read_text()) or {}).get("_target_")
-            if target:
-                out[path.stem] = get_class(target)
+            found = target(path.stem)
+            if found:
+                out[path.stem] = get_class(found)
         except Exception:  # a broken config is reported when it is chosen, not here
             continue
     return out

@@ -118,17 +118,21 @@ def sweep_grid(name: str, conf_dir: Path, raw: dict, overrides: list[str]) -> di
     """{config path: values} of the experiment's sweep, composed with Hydra when the config tree has
     a config.yaml (the scale's experiment_scale file included), else read from the file itself."""
     params: dict = {}
+    swept = {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] for o in overrides if "=" in o and
+             len(sweep_values(o.split("=", 1)[0].lstrip("+"), o.split("=", 1)[1])) > 1}  # `-m key=a,b` sweeps
+    fixed = [o for o in overrides if o.split("=", 1)[0].lstrip("+") not in swept]
     if (conf_dir / "config.yaml").exists():
         try:
             from hydra import compose, initialize_config_dir
 
             with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-                cfg = compose("config", overrides=[f"experiment={name}", *overrides], return_hydra_config=True)
+                cfg = compose("config", overrides=[f"experiment={name}", *fixed], return_hydra_config=True)
                 params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True) or {}
         except Exception:  # a grid we cannot compose: the results alone decide the rows and columns
             params = {}
     else:
         params = ((raw.get("hydra") or {}).get("sweeper") or {}).get("params") or {}
+    params.update(swept)  # the sweep as it was run on the command line
     return {k: sweep_values(k, v) for k, v in params.items()}
 
 
@@ -195,6 +199,8 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
 
         for combo in itertools.product(*swept_groups):
             table_for(tuple(combo))
+    for gkey in _reported_groups(spec.get("reported") or {}, len(group_by)):  # the paper's models show too
+        table_for(gkey)
     for res in sorted(results, key=lambda r: r.get("finished", "")):
         table = table_for(tuple(key(lookup(res, g)) for g in group_by))
         row = key(lookup(res, row_path))
@@ -220,6 +226,15 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
             table["columns"].sort(key=_num_key)
         _add_reported_rows(spec, table)
     return [groups[k] for k in sorted(groups, key=lambda g: [_num_key(x) for x in g])]
+
+
+def _reported_groups(reported: dict, depth: int) -> list[tuple]:
+    """The group keys the paper's numbers are nested under (`reported: {model: {row: {col: v}}}`)."""
+    if depth == 0 or not isinstance(reported, dict):
+        return []
+    if depth == 1:
+        return [(key(k),) for k, v in reported.items() if isinstance(v, dict)]
+    return [(key(k), *rest) for k, v in reported.items() for rest in _reported_groups(v, depth - 1)]
 
 
 def _num_key(value: str):
@@ -446,13 +461,36 @@ def write_outputs(name: str, spec: dict, markdown: str, tables: list[dict], out_
 
 
 def build(name: str, root: Path, out_dir: Path | None = None, conf_dir: Path = CONF_DIR,
-          overrides: list[str] = ()) -> tuple[str, list[Path]]:
+          overrides: list[str] = (), wandb: bool = False) -> tuple[str, list[Path]]:
     spec = load_spec(name, conf_dir, overrides)
     results = collect(spec, root, spec.get("where"))
     markdown, tables = render(spec, results, f"# {name} ({len(results)} results under {root})")
     # the plot has its own filter (plot.where): a budget curve spans the kv sizes the table filters to one
     plot_results = collect(spec, root, (spec.get("plot") or {}).get("where"))
-    return markdown, write_outputs(name, spec, markdown, tables, Path(out_dir or Path(root) / "tables"), plot_results)
+    files = write_outputs(name, spec, markdown, tables, Path(out_dir or Path(root) / "tables"), plot_results)
+    if wandb:
+        from llmlab import tracking
+
+        where = tracking.log_table(name, spec["experiment_name"], cell_rows(spec, tables), files, Path(root))
+        if where:
+            markdown += where + "\n"
+    return markdown, files
+
+
+def cell_rows(spec: dict, tables: list[dict]) -> list[list]:
+    """[group, row, column, ours, paper, delta, verdict] for every cell that has a number (W&B table)."""
+    out = []
+    for table in tables:
+        group = ", ".join(f"{k}={v}" for k, v in table["group"].items())
+        for row in table["rows"]:
+            for col in table["columns"]:
+                ours, paper = table["cells"].get((row, col)), table["reported"].get((row, col))
+                if ours is None and paper is None:
+                    continue
+                delta = ours - paper if ours is not None and paper is not None else None
+                out.append([group, row, str((spec.get("labels") or {}).get(col, col)), ours, paper, delta,
+                            verdict(_column_metric(spec, col), delta) if delta is not None else ""])
+    return out
 
 
 def build_from_sweep(sweep_dir: Path, rows: str | None, columns: str | None, metric: str | None,
@@ -508,6 +546,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--columns", default=None, help="sweep dir: config path of the columns (default: the second)")
     parser.add_argument("--metric", default=None, help="sweep dir: the metric (default: the results' main metric)")
     parser.add_argument("--group-by", default="", help="sweep dir: comma-separated config paths, one table each")
+    parser.add_argument("--no-wandb", action="store_true", help="do not log the table to W&B (default: logged, "
+                        "offline unless WANDB_MODE=online)")
     args = parser.parse_args(argv)
     import os
 
@@ -517,7 +557,7 @@ def main(argv: list[str]) -> int:
             markdown, files = build_from_sweep(Path(args.experiment), args.rows, args.columns, args.metric,
                                                [g for g in args.group_by.split(",") if g], args.out)
         else:
-            markdown, files = build(args.experiment, root, args.out, overrides=args.overrides)
+            markdown, files = build(args.experiment, root, args.out, overrides=args.overrides, wandb=not args.no_wandb)
     except UserError as err:
         print(str(err), file=sys.stderr)
         return 2

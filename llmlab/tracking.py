@@ -116,3 +116,40 @@ def start(logger_cfg: dict, config: dict, name: str, group: str | None, out_dir:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+TABLE_COLUMNS = ["group", "row", "column", "ours", "paper", "delta", "verdict"]
+
+
+def log_table(name: str, group: str, rows: list[list], images: list[Path], root: Path,
+              project: str = "llmlab", mode: str | None = None) -> str | None:
+    """Log a rendered paper table (rows of TABLE_COLUMNS) and its plots to W&B, as a run of the
+    experiment's group (job_type "table"): offline unless WANDB_MODE/mode says online. Returns a line
+    saying where it went (and how to upload it), or None when W&B is off; never raises."""
+    mode = mode or os.environ.get("WANDB_MODE") or "offline"
+    if mode == "disabled":
+        return None
+    tracker = start({"name": "wandb", "mode": mode, "project": project, "dir": str(root)}, {"table": name},
+                    f"table-{name}", group, Path(root))
+    if tracker.run is None:
+        return None
+    try:
+        import wandb
+
+        table = wandb.Table(columns=TABLE_COLUMNS)
+        for row in rows:
+            table.add_data(*[_cell(v) for v in row])
+        tracker.run.log({f"table/{name}": table})
+        for path in images:
+            if Path(path).suffix.lower() == ".png" and Path(path).exists():
+                tracker.run.log({f"plot/{Path(path).stem}": wandb.Image(str(path))})
+        run_dir = Path(tracker.run.dir).parent
+        offline = tracker.run.settings.mode == "offline" if hasattr(tracker.run, "settings") else mode == "offline"
+    except Exception as err:
+        _warn(f"W&B table logging failed ({err}); the local table files are complete.")
+        tracker.finish(failed=True)
+        return None
+    tracker.finish()
+    if offline:
+        return f"W&B: table logged offline to {run_dir} (group {group}); upload with `wandb sync {run_dir}`"
+    return f"W&B: table logged to project {project}, group {group}"

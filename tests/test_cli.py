@@ -48,9 +48,13 @@ def test_sweep_2x2_and_table(outputs):
     assert "4 done, 0 skipped, 0 failed" in proc.stdout
     results = results_under(outputs)
     assert len(results) == 4 and {r["experiment_name"] for r in results} == {"needle_smollm2"}
-    table = run_llmlab(["table", "needle_smollm2"], outputs)
+    table = run_llmlab(["table", "needle_smollm2", "task.context_lengths=[32],[64]"], outputs)  # the grid as run
     row = [line for line in table.stdout.splitlines() if line.startswith("| tiny-llama")]
     assert len(row) == 1 and row[0].count("|") == 4  # model + two context-length columns
+    assert "–" not in row[0]
+    default = run_llmlab(["table", "needle_smollm2"], outputs)  # the experiment's own grid: its 4 lengths not run
+    row = [line for line in default.stdout.splitlines() if line.startswith("| tiny-llama")]
+    assert row[0].count("–") == 4 and "4 cells have no result yet" in default.stdout
     assert (outputs / "tables" / "needle_smollm2.csv").exists()
 
 

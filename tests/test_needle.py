@@ -44,10 +44,28 @@ def test_grid_scores_heatmap_and_limit(tiny_lm, tmp_path):
     task = Needle(context_lengths=[40, 80], depths=[0, 100], max_new_tokens=3)
     scores = task.evaluate(tiny_lm, NoMethod(), RunContext(out_dir=tmp_path))
     assert len(scores.predictions) == 4
-    assert set(scores.metrics) == {"rouge1_f", "rouge1_f@40", "rouge1_f@80"}
+    assert set(scores.metrics) == {"rouge1_f", "rouge1_f@40", "rouge1_f@80", "needle_recall", "needle_recall@40",
+                                   "needle_recall@80", "needle_found"}
+    assert scores.info["summary"].startswith("needle found in ")
     assert (tmp_path / "needle_heatmap.png").exists()
     limited = task.evaluate(tiny_lm, NoMethod(), RunContext(out_dir=tmp_path, limit=3))
     assert len(limited.predictions) == 3
+
+
+def test_an_answer_that_repeats_the_question_scores_rouge_but_no_needle_recall():
+    from llmlab.tasks.needle import NEEDLE, QUESTION, needle_recall
+
+    echo = "The best thing to do in San Francisco is to eat a burger."
+    assert rouge1_f(NEEDLE, echo) > 0.5 and needle_recall(NEEDLE, QUESTION, echo) < 0.2
+    assert needle_recall(NEEDLE, QUESTION, "Eat a sandwich and sit in Dolores Park on a sunny day.") == 1.0
+
+
+def test_all_empty_predictions_warn(tiny_lm, tmp_path):
+    eos = tiny_lm.tokenizer.eos_token
+    task = Needle(context_lengths=[40], depths=[0, 100], max_new_tokens=0)
+    scores = task.evaluate(tiny_lm, NoMethod(), RunContext(out_dir=tmp_path))
+    assert all(p["prediction"] == "" for p in scores.predictions) and eos
+    assert "every one of the 2 predictions is empty" in scores.info["warning"]
 
 
 def test_missing_haystack_dir_is_a_clear_error(tiny_lm, tmp_path):

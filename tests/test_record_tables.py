@@ -162,3 +162,21 @@ def test_a_plain_sweep_dir_is_tabled_without_an_experiment_file(tmp_path):
 def test_an_unknown_experiment_is_bad_input(tmp_path, capsys):
     assert tables.main(["nosuch", "--root", str(tmp_path)]) == 2
     assert "no experiment 'nosuch'" in capsys.readouterr().err
+
+
+def test_the_table_lands_in_wandb_offline_with_the_same_cells(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text("experiment_name: demo\ntable:\n  rows: method\n  columns: [avg]\n"
+                                    "  reported:\n    snapkv: {avg: 1.5}\n")
+    root = tmp_path / "outputs"
+    record.write_json(root / "1" / "results.json", _result("snapkv", 64, {"avg": 1.0}))
+    record.write_json(root / "2" / "results.json", _result("h2o", 64, {"avg": 3.0}))
+    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf", wandb=True)
+    assert "W&B: table logged offline to" in md and "wandb sync" in md
+    [written] = list((root / "wandb").rglob("*.table.json"))
+    data = json.loads(written.read_text())
+    assert data["columns"] == ["group", "row", "column", "ours", "paper", "delta", "verdict"]
+    cells = {(r[1], r[2]): (r[3], r[4]) for r in data["data"]}
+    assert cells == {("snapkv", "avg"): (1.0, 1.5), ("h2o", "avg"): (3.0, None)}

@@ -137,3 +137,36 @@ def test_scorer_choice_and_nllb_error(monkeypatch):
     with pytest.raises(UserError, match="scorer=token_f1"):
         editor.score(["德国"], "德语", "zh")
     assert XKDE().score(["德语", "英语"], "德语", "zh") == [1.0, 0.5]
+
+
+@pytest.mark.parametrize("scale,epochs,accum,sft_accum,tokens", [("paper", 3, 64, 8, 2048), ("cpu", 3, 1, 1, 16)])
+def test_the_scale_picks_the_recipe_in_config(scale, epochs, accum, sft_accum, tokens, monkeypatch):
+    """scale=paper is the official recipe (ORPO 3 epochs, 2 x 16 x 4 = 128 pairs per step, reached by
+    accumulation on one process; XE-IT 8 x 1); scale=cpu caps it; results.json holds what ran."""
+    from pathlib import Path
+
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from llmlab.training.trainers import TrainSettings, accumulation
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        cfg = compose("config", overrides=["method=xkde", f"scale={scale}"])
+    editor = instantiate(cfg.method, _convert_="all")
+    orpo = TrainSettings.from_dict(editor.orpo, "orpo")
+    assert (orpo.epochs, accumulation(orpo), editor.max_new_tokens) == (epochs, accum, tokens)
+    assert accumulation(TrainSettings.from_dict(editor.sft, "sft")) == sft_accum
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    if scale == "paper":
+        assert accumulation(orpo) == 16  # on the official 4 processes: example.json's 16
+
+
+def test_held_out_pairs_are_disjoint_and_seeded():
+    from llmlab.training.trainers import held_out
+
+    rows = [{"i": i} for i in range(40)]
+    train, dev = held_out(rows, 0.05)
+    assert len(dev) == 2 and len(train) == 38 and not {r["i"] for r in dev} & {r["i"] for r in train}
+    assert held_out(rows, 0.05) == (train, dev) and held_out(rows, 0.0) == (rows, [])

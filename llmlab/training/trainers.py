@@ -33,6 +33,10 @@ class TrainSettings:
     max_steps: int = -1
     batch_size: int = 1
     grad_accum: int = 1
+    global_batch_size: int | None = None  # examples per optimizer step over every process: sets grad_accum
+    eval_fraction: float = 0.0  # held-out share of the data: evaluated every eval_steps, best model kept at the end
+    eval_steps: int = 100
+    max_prompt_length: int | None = None  # ORPO: prompt tokens kept
     warmup_ratio: float = 0.0
     warmup_steps: int = 0
     weight_decay: float = 0.0
@@ -82,15 +86,33 @@ def orpo_rows(lm, pairs: list[dict], chat: bool) -> list[dict]:
             for p in pairs]
 
 
+def accumulation(s: TrainSettings) -> int:
+    """Gradient accumulation steps: `grad_accum`, or what reaches `global_batch_size` with this many processes
+    (the official recipes' 8 GPUs x 1 or 4 x 2 x 16 on however many devices are here)."""
+    if not s.global_batch_size:
+        return s.grad_accum
+    from llmlab.distributed import world_size
+
+    per_step = s.batch_size * world_size()
+    if s.global_batch_size % per_step:
+        raise UserError(f"global_batch_size={s.global_batch_size} is not a multiple of batch_size x processes "
+                        f"({s.batch_size} x {world_size()}); change batch_size or global_batch_size.")
+    return s.global_batch_size // per_step
+
+
 def _common_args(s: TrainSettings, out_dir: str, seed: int, run_name: str | None) -> dict:
     use_cuda = torch.cuda.is_available()
+    evaluate = s.eval_fraction > 0
     return dict(
         output_dir=out_dir, learning_rate=s.learning_rate, num_train_epochs=s.epochs, max_steps=s.max_steps,
-        per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=s.grad_accum,
+        per_device_train_batch_size=s.batch_size, gradient_accumulation_steps=accumulation(s),
+        eval_strategy="steps" if evaluate else "no", eval_steps=s.eval_steps if evaluate else None,
+        load_best_model_at_end=evaluate, metric_for_best_model="eval_loss" if evaluate else None,
+        save_steps=s.eval_steps, save_total_limit=2 if evaluate else None,
         warmup_steps=s.warmup_steps or float(s.warmup_ratio), weight_decay=s.weight_decay,  # float < 1: a ratio
         lr_scheduler_type=s.lr_scheduler, adam_beta1=s.adam_beta1, adam_beta2=s.adam_beta2,
         max_grad_norm=s.max_grad_norm, bf16=bool(s.bf16 and use_cuda),
-        logging_steps=s.logging_steps, save_strategy="no", eval_strategy="no", report_to=s.report_to,
+        logging_steps=s.logging_steps, save_strategy="steps" if evaluate else "no", report_to=s.report_to,
         run_name=run_name, seed=seed, data_seed=seed, use_cpu=not use_cuda, dataloader_num_workers=0,
         remove_unused_columns=True,
         **({"gradient_checkpointing": True} if s.gradient_checkpointing else {}),
@@ -111,6 +133,18 @@ def _callbacks(ctx, stage: str | None) -> list:
     from llmlab.training.callbacks import StepLogger
 
     return [StepLogger(ctx, stage or "train")]
+
+
+def held_out(rows: list[dict], fraction: float, seed: int = 42) -> tuple[list[dict], list[dict]]:
+    """(train, dev): `fraction` of the rows, shuffled with seed 42 (run_orpo.py shuffles with 42), held out."""
+    if fraction <= 0 or len(rows) < 2:
+        return rows, []
+    import random
+
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_dev = max(1, int(round(fraction * len(rows))))
+    return [rows[i] for i in order[n_dev:]], [rows[i] for i in order[:n_dev]]
 
 
 def sft(lm, examples: list[dict], settings: TrainSettings, chat: bool = True, seed: int = 0,
@@ -148,8 +182,12 @@ def orpo(lm, pairs: list[dict], settings: TrainSettings, chat: bool = True, seed
     with tempfile.TemporaryDirectory(prefix="llmlab-orpo-") as out:
         common = _common_args(settings, out, seed, run_name)
         common["remove_unused_columns"] = False
-        args = ORPOConfig(**common, beta=settings.beta, max_length=settings.max_length)
-        trainer = ORPOTrainer(model=lm.model, args=args, train_dataset=Dataset.from_list(orpo_rows(lm, pairs, chat)),
+        extra = {"max_prompt_length": settings.max_prompt_length} if settings.max_prompt_length else {}
+        args = ORPOConfig(**common, beta=settings.beta, max_length=settings.max_length, **extra)
+        rows = orpo_rows(lm, pairs, chat)
+        train, dev = held_out(rows, settings.eval_fraction)
+        trainer = ORPOTrainer(model=lm.model, args=args, train_dataset=Dataset.from_list(train),
+                              eval_dataset=Dataset.from_list(dev) if dev else None,
                               processing_class=lm.tokenizer, callbacks=_callbacks(ctx, run_name))
         return _finish(lm, trainer)
 

@@ -153,7 +153,6 @@ class KVPress(Method, KVCompression):
     family: ClassVar[str] = "kv"
     name: ClassVar[str] = "kvpress"
     compresses: ClassVar[bool] = True  # False for fullkv (the reference row)
-    uniform: ClassVar[bool] = True     # every layer keeps the same number of tokens (False: PyramidKV, DynamicKV)
 
     kv_size: int | None = 128  # tokens kept per layer, observation window included
     window_size: int = 32      # observation window (always kept)
@@ -215,15 +214,6 @@ class KVPress(Method, KVCompression):
         if self.compresses and (self.kv_size is None or self.kv_size <= self.window_size):
             raise UserError(f"{self.name}: kv_size ({self.kv_size}) must exceed window_size ({self.window_size}), "
                             f"since the observation window is part of the kept tokens. Raise method.kv_size.")
-        config = getattr(getattr(lm, "model", None), "config", None)
-        if self.compresses and config is not None and getattr(config, "_attn_implementation", None) == "eager":
-            sliding = "sliding_attention" in (getattr(config, "layer_types", None) or [])
-            if not self.uniform or sliding:
-                raise UserError(
-                    f"{self.name} leaves layers with different cache lengths "
-                    f"({'per-layer budgets' if not self.uniform else 'sliding-window layers are not compressed'}), "
-                    f"which transformers' eager attention cannot decode (it sizes the mask from layer 0). Use "
-                    f"model.attn_implementation=sdpa (the default).")
 
     @contextmanager
     def apply(self, lm):
@@ -245,6 +235,8 @@ class KVPress(Method, KVCompression):
         hidden = kwargs.get("hidden_states", args[0] if args else None)
         cache = kwargs.get("cache", kwargs.get("past_key_values", kwargs.get("past_key_value")))
         if hidden is None or cache is None or hidden.shape[1] <= 1:
+            if cache is not None and layer_idx == 0 and hidden is not None:
+                self._check_decodable(module, cache)  # before the deeper layers decode this step
             return None  # decoding (or no cache): nothing to do
         n = hidden.shape[1]
         if layer_idx == 0:
@@ -263,6 +255,19 @@ class KVPress(Method, KVCompression):
         if layer_idx == num_layers - 1:
             self._record(cache, module, n)
         return None
+
+    def _check_decodable(self, module, cache) -> None:
+        """Eager attention sizes the decoding mask from layer 0's cache: layers of different lengths
+        (per-layer budgets, or uncompressed sliding-window layers) cannot be decoded with it."""
+        if getattr(module.config, "_attn_implementation", None) != "eager":
+            return
+        held = [int(layer.keys.shape[-2]) for layer in cache.layers if getattr(layer, "keys", None) is not None]
+        lengths = {held[0] - 1, *held[1:]}  # layer 0 has already appended this step's token
+        if len(lengths) > 1:
+            raise UserError(
+                f"{self.name} left layers with different cache lengths ({min(lengths)}..{max(lengths)} tokens), which "
+                f"transformers' eager attention cannot decode (it sizes the mask from layer 0). Use "
+                f"model.attn_implementation=sdpa (the default).")
 
     def _record(self, cache, module, n: int) -> None:
         layers = cache.layers[: len(self._full_tokens)]

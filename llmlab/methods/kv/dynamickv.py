@@ -70,7 +70,6 @@ def allocate_budgets(pooled: torch.Tensor, base: int, budget_size: int, num_laye
 @dataclass
 class DynamicKV(KVPress):
     name: ClassVar[str] = "dynamickv"
-    uniform: ClassVar[bool] = False  # per-layer budgets
 
     kv_size: int | None = 128
     window_size: int = 8        # run_llama3_8b_dynamic_v11.2_max_radio_10.sh: WINDOW_SIZE=8

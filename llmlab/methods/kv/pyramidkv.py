@@ -34,7 +34,6 @@ def pyramid_capacity(kv_size: int, window_size: int, beta: int, n: int, layer: i
 @dataclass
 class PyramidKV(SnapKV):
     name: ClassVar[str] = "pyramidkv"
-    uniform: ClassVar[bool] = False  # per-layer budgets
 
     window_size: int = 8   # DynamicKV run/longbench/pred.py: window 8 for pyramidkv
     beta: int = 20         # KVCache-Factory PyramidKVCluster(beta=20)
