@@ -29,12 +29,14 @@ def greedy_generate(
     stop_ids: set[int] | None = None,
     stop_strings: tuple[str, ...] = (),
     min_new_tokens: int = 0,
+    progress_desc: str | None = None,
 ) -> list[list[int]]:
     """Greedy continuation of a batch of equal-length prompts; returns the new token ids per row.
 
     A row stops at an EOS/`stop_ids` token (not included) or when its decoded text contains a
     `stop_strings` item; the loop ends when every row has stopped or `max_new_tokens` is reached.
     Before `min_new_tokens` tokens, stop tokens are masked out (as `generate(min_length=...)`).
+    `progress_desc` shows the decoding's progress (for long generations).
     """
     model = lm.model
     if not torch.is_tensor(input_ids):
@@ -46,7 +48,12 @@ def greedy_generate(
     out = model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
     generated: list[list[int]] = [[] for _ in range(batch)]
     done = [False] * batch
-    for step in range(max_new_tokens):
+    steps = range(max_new_tokens)
+    if progress_desc:  # a long decode shows its own progress (a bar on a terminal, a log line every 30 s elsewhere)
+        from llmlab.progress import progress
+
+        steps = progress(steps, desc=progress_desc, unit="token")
+    for step in steps:
         logits = out.logits[:, -1, :]
         if step < min_new_tokens and stop:
             logits = logits.clone()

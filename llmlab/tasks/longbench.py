@@ -341,7 +341,8 @@ class LongBench(Task):
         with ctx.timer(f"generate/{subset}"):
             ids, truncated = build_input_ids(lm, self.prompt(subset, record), subset, self._max_length, self.chat)
             with method.apply(lm):  # a KV press compresses the cache at the end of prefill
-                out = greedy_generate(lm, ids, max_new, stop_ids=stop_ids, min_new_tokens=min_new)[0]
+                out = greedy_generate(lm, ids, max_new, stop_ids=stop_ids, min_new_tokens=min_new,
+                                      progress_desc=f"{subset} {record['_id']}" if max_new >= 128 else None)[0]
         text = lm.decode(out)
         pred = {"subset": subset, "_id": record["_id"], "prediction": text, "answers": record["answers"],
                 "score": lbm.score_example(subset, text, record["answers"], record["all_classes"]),
