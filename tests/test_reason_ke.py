@@ -9,30 +9,11 @@ from llmlab.data import reason_ke as data
 from llmlab.errors import UserError
 from llmlab.capabilities import EditRequest
 from llmlab.data.mquake import parse_cases
+from llmlab.fixtures import mquake as mquake_fixture
 from llmlab.methods.editing.reason_ke import ReasonKE
 
 
-def _case(i, subject, country, old, new, capital):
-    return {
-        "case_id": i,
-        "requested_rewrite": [{"prompt": "{} is located in the country of", "subject": subject,
-                               "target_new": {"str": new, "id": f"Q{i}n"}, "target_true": {"str": old, "id": f"Q{i}o"},
-                               "question": f"In which country is {subject} located?"}],
-        "questions": [f"What is the capital of the country where {subject} is located?",
-                      f"Which city is the capital of the country containing {subject}?",
-                      f"The country of {subject} has which capital?"],
-        "answer": "x", "answer_alias": [], "new_answer": capital, "new_answer_alias": [capital.upper()],
-        "single_hops": [], "orig": {},
-        "new_single_hops": [{"question": f"In which country is {subject} located?",
-                             "cloze": f"{subject} is located in the country of", "answer": new, "answer_alias": []},
-                            {"question": f"What is the capital of {new}?", "cloze": f"The capital of {new} is",
-                             "answer": capital, "answer_alias": []}],
-    }
-
-
-CASES = [_case(0, "Roblin Park", "Canada", "Canada", "Australia", "Canberra"),
-         _case(1, "Mount Foo", "Japan", "Japan", "France", "Paris"),
-         _case(2, "Lake Bar", "Chile", "Chile", "Kenya", "Nairobi")]
+CASES = [mquake_fixture.case(i) for i in range(3)]  # generated MQuAKE-format cases (subjects "Roblin Park 0", ...)
 PARSED = parse_cases(CASES)
 
 
@@ -46,8 +27,8 @@ def encoder():
 
 def test_prompt_and_chain_formats(encoder):
     pool = data.pool_of_cases(PARSED, encoder)
-    assert pool.new_of["Roblin Park is located in the country of Canada"] == \
-        "Roblin Park is located in the country of Australia"
+    assert pool.new_of["Roblin Park 0 is located in the country of Canada"] == \
+        "Roblin Park 0 is located in the country of Australia"
     [ex] = data.training_examples(PARSED[:1], pool, seed=0)  # k = 1 (seed 0 draws < 0.9)
     assert ex["k"] == 1
     facts = ex["prompt"].split("[Updated Information]:\n")[1].split("\n\n[Query]:")[0]
