@@ -16,7 +16,6 @@ import dataclasses
 from dataclasses import dataclass
 
 import torch
-from transformers import DynamicCache
 
 from llmlab.batching import pad_id, padded
 
@@ -44,7 +43,7 @@ def greedy_generate(
     input_ids = input_ids.to(lm.device)
     batch, length = input_ids.shape
     stop = set(stop_ids or ()) | _eos_ids(lm)
-    cache = DynamicCache(config=model.config)
+    cache = _new_cache(model)
     out = model(input_ids=input_ids, cache=cache, use_cache=True, logits_to_keep=1)
     generated: list[list[int]] = [[] for _ in range(batch)]
     done = [False] * batch
@@ -117,7 +116,7 @@ def greedy_generate_padded(lm, prompts: list[list[int]], max_new_tokens: int, fi
 def _padded_batch(lm, prompts, max_new_tokens, finished):
     model, stop = lm.model, _eos_ids(lm)
     ids, mask, positions = padded(prompts, pad_id(lm.tokenizer), lm.device, side="left")
-    cache = DynamicCache(config=model.config)
+    cache = _new_cache(model)
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                 logits_to_keep=1)
     generated: list[list[int]] = [[] for _ in prompts]
@@ -216,3 +215,9 @@ def generate_text(lm, prompts: list, sampling: Sampling, chat: bool | None = Non
     rows = [lm.encode_messages(p) if isinstance(p, list) else lm.encode(p, chat=chat) for p in prompts]
     rows = [r[-lm.max_length:] for r in rows]
     return [[cut_at_stop(lm.decode(ids), sampling.stop) for ids in outs] for outs in sample(lm, rows, sampling)]
+
+
+def _new_cache(model):
+    from transformers import DynamicCache  # imported on first use: a run refused by its checks never pays for it
+
+    return DynamicCache(config=model.config)

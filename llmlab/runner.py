@@ -56,8 +56,6 @@ def hydra_facts(out_dir: Path | None) -> tuple[Path, dict, list[str], str | None
 
 def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
     """Run one job; return its results dict (or the existing one when skipped)."""
-    from llmlab import models
-
     started = time.time()
     job_dir, choices, overrides, sweep_dir = hydra_facts(out_dir)
     ctx = RunContext(out_dir=job_dir, cfg=cfg, overrides=overrides)
@@ -87,16 +85,21 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
     group = config.get("experiment_name") or (Path(sweep_dir).name if sweep_dir else None)
     run_name = "-".join(str(choices.get(k, "")) for k in ("model", "method", "task")) or job_dir.name
     main = distributed.is_main()  # under accelerate/torchrun: rank 0 evaluates, records and logs
+    try:  # before the tracker and the model: a bad value, an incompatible method or missing data fails in seconds
+        method = build(cfg.method, "method", choices)
+        task = build(cfg.task, "task", choices)
+        with ctx.timer("check"):  # an incompatible method, missing data or a model without logits
+            task.check(method)
+            task.check_model(config["model"])
+    except BaseException as err:
+        _record_failure(ctx, common, err)
+        raise
+    from llmlab import models  # transformers: only once the run is known to be valid
+
     tracker = tracking.start(config.get("logger") or {} if main else {}, config, run_name, group, job_dir)
     ctx.tracker = tracker
     try:
         runtime = {"torch_threads": configure_threads(config.get("threads")), "launcher": launcher_name()}
-        seed_everything(ctx.seed)
-        method = build(cfg.method, "method", choices)  # before the model: a bad value fails in seconds
-        task = build(cfg.task, "task", choices)
-        with ctx.timer("check"):  # an incompatible method, missing data or a model without logits: before loading
-            task.check(method)
-            task.check_model(config["model"])
         seed_everything(ctx.seed)
         with ctx.timer("load_model"):
             lm = models.load(cfg.model, device=cfg.device, dtype=cfg.dtype, seed=ctx.seed)

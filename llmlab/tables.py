@@ -110,13 +110,16 @@ def load_spec(name: str, conf_dir: Path = CONF_DIR, overrides: list[str] = ()) -
     if not spec:
         raise UserError(f"llmlab table: {path} has no `table:` spec.")
     spec.setdefault("experiment_name", raw.get("experiment_name", name))
-    spec["sweep"] = sweep_grid(name, conf_dir, raw, list(overrides))
+    facts: dict = {}
+    spec["sweep"] = sweep_grid(name, conf_dir, raw, list(overrides), facts)
+    spec.setdefault("scale_name", facts.get("scale"))  # results of another scale belong to another table
     return spec
 
 
-def sweep_grid(name: str, conf_dir: Path, raw: dict, overrides: list[str]) -> dict[str, list[str]]:
+def sweep_grid(name: str, conf_dir: Path, raw: dict, overrides: list[str], facts: dict | None = None) -> dict[str, list[str]]:
     """{config path: values} of the experiment's sweep, composed with Hydra when the config tree has
-    a config.yaml (the scale's experiment_scale file included), else read from the file itself."""
+    a config.yaml (the scale's experiment_scale file included), else read from the file itself.
+    `facts` receives the composed scale's name (`scale`)."""
     params: dict = {}
     swept = {o.split("=", 1)[0].lstrip("+"): o.split("=", 1)[1] for o in overrides if "=" in o and
              len(sweep_values(o.split("=", 1)[0].lstrip("+"), o.split("=", 1)[1])) > 1}  # `-m key=a,b` sweeps
@@ -128,6 +131,8 @@ def sweep_grid(name: str, conf_dir: Path, raw: dict, overrides: list[str]) -> di
             with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
                 cfg = compose("config", overrides=[f"experiment={name}", *fixed], return_hydra_config=True)
                 params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True) or {}
+                if facts is not None:
+                    facts["scale"] = OmegaConf.select(cfg, "scale.name")
         except Exception:  # a grid we cannot compose: the results alone decide the rows and columns
             params = {}
     else:
@@ -159,8 +164,11 @@ def collect(spec: dict, root: Path, where: dict | None = None) -> list[dict]:
     else:
         own = ((p, d) for p, d in record.iter_results(root) if d.get("experiment_name") == spec["experiment_name"])
         reused = ((p, d) for p, d, exp in record.iter_reused(root) if exp == spec["experiment_name"])
+    scale = spec.get("scale_name")
     for path, data in (*own, *reused):  # reused: another experiment's identical job, skipped by this one
         if str(path) in seen or any(not _same(lookup(data, k), v) for k, v in (where or {}).items()):
+            continue
+        if scale and lookup(data, "scale.name") not in (None, scale):  # scale=smoke results stay out of the cpu table
             continue
         seen.add(str(path))
         data["_path"] = str(path)
@@ -450,6 +458,8 @@ def render(spec: dict, results: list[dict], title: str) -> tuple[str, list[dict]
 
 def write_outputs(name: str, spec: dict, markdown: str, tables: list[dict], out_dir: Path, plot_results) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
+    if spec.get("scale_name") not in (None, "cpu"):  # scale=smoke/paper tables never overwrite the cpu one
+        name = f"{name}-{spec['scale_name']}"
     files = [out_dir / f"{name}.md", out_dir / f"{name}.csv", out_dir / f"{name}.tex"]
     record.atomic_write_text(files[0], markdown)
     record.atomic_write_text(files[1], to_csv(spec, tables))
