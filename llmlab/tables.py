@@ -130,9 +130,10 @@ def sweep_grid(name: str, conf_dir: Path, raw: dict, overrides: list[str], facts
 
             with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
                 cfg = compose("config", overrides=[f"experiment={name}", *fixed], return_hydra_config=True)
-                params = OmegaConf.to_container(cfg.hydra.sweeper.params, resolve=True) or {}
                 if facts is not None:
                     facts["scale"] = OmegaConf.select(cfg, "scale.name")
+                swept_params = OmegaConf.select(cfg, "hydra.sweeper.params")
+                params = OmegaConf.to_container(swept_params, resolve=True) if swept_params else {}
         except Exception:  # a grid we cannot compose: the results alone decide the rows and columns
             params = {}
     else:
@@ -296,10 +297,18 @@ def cell_text(spec: dict, table: dict, row: str, col: str) -> str:
         if ours is None:
             text += f" (paper {format(paper, fmt)})"
         else:
-            delta = ours - paper
+            delta = _delta(ours, paper, fmt)
             word = verdict(_column_metric(spec, col), delta)
             text += f" (paper {format(paper, fmt)}, Δ {delta:+{fmt}}{', ' + word if word else ''})"
     return text
+
+
+def _delta(ours: float | None, paper: float | None, fmt: str) -> float | None:
+    """ours - paper at the table's shown precision (a difference the paper's digits cannot show is 0)."""
+    if ours is None or paper is None:
+        return None
+    delta = float(format(ours - paper, fmt.lstrip("+")))
+    return 0.0 if delta == 0 else delta
 
 
 def render_markdown(spec: dict, table: dict) -> str:
@@ -364,7 +373,7 @@ def to_csv(spec: dict, tables: list[dict]) -> str:
         for row in table["rows"]:
             for col in table["columns"]:
                 ours, paper = table["cells"].get((row, col)), table["reported"].get((row, col))
-                delta = ours - paper if ours is not None and paper is not None else None
+                delta = _delta(ours, paper, spec.get("format", ".2f"))
                 writer.writerow([table["group"][g] for g in group_by] + [
                     row, col, "" if ours is None else ours, "" if paper is None else paper,
                     "" if delta is None else delta, "" if delta is None else verdict(_column_metric(spec, col), delta)])
@@ -497,7 +506,7 @@ def cell_rows(spec: dict, tables: list[dict]) -> list[list]:
                 ours, paper = table["cells"].get((row, col)), table["reported"].get((row, col))
                 if ours is None and paper is None:
                     continue
-                delta = ours - paper if ours is not None and paper is not None else None
+                delta = _delta(ours, paper, spec.get("format", ".2f"))
                 out.append([group, row, str((spec.get("labels") or {}).get(col, col)), ours, paper, delta,
                             verdict(_column_metric(spec, col), delta) if delta is not None else ""])
     return out

@@ -49,8 +49,9 @@ class LM:
             ids = ids["input_ids"]
         return list(ids)
 
-    def generate(self, prompts: list, sampling, chat: bool | None = None) -> list[list[str]]:
-        """`sampling.n` text continuations of each prompt (a string or chat messages)."""
+    def generate(self, prompts: list, sampling, chat: bool | None = None, keys: list | None = None) -> list[list[str]]:
+        """`sampling.n` text continuations of each prompt (a string or chat messages). `keys` name the
+        examples for backends that answer by key (replay); a model generates and ignores them."""
         from llmlab.generation import generate_text
 
         return generate_text(self, prompts, sampling, chat)
