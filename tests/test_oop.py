@@ -86,6 +86,8 @@ def test_official_programs_count_keyword_points_only_for_pass_o():
 def test_extract_code_takes_the_first_fenced_block_or_the_whole_answer():
     assert extract_code("Sure:\n```python\nclass A:\n    pass\n```\nand\n```python\nprint(1)\n```") == "class A:\n    pass\n"
     assert extract_code("class A:\n    pass\n") == "class A:\n    pass\n"
+    assert extract_code("```\n```python\nclass B:\n    x = 1\n```\n") == "class B:\n    x = 1\n"  # empty fence first
+    assert extract_code("Here:\n```python\nclass C:\n    y = 2") == "class C:\n    y = 2\n"          # cut before its fence
 
 
 def test_bad_settings_and_missing_files_are_one_paragraph_errors(tmp_path):

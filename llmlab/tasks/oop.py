@@ -15,15 +15,14 @@ As the official harness (oop_evaluate/data.py `read_problems`, execution.py `che
   for the k that every problem has samples for.
 
 The release ships no generation prompt. Ours (`prompt`): the question, then one sentence asking for
-the code in a ```python block; the code is the first fenced block of the answer, or the whole answer
-when it has none (a replayed completion file holds bare code). Difficulty files renumber task ids:
+the code in a ```python block; the code is the first fenced block of the answer that holds code, or the
+whole answer when it has none (a replayed completion file holds bare code). Difficulty files renumber task ids:
 problems are matched to simple / moderate / difficult by their question text.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -44,7 +43,6 @@ register("keyword_match", "samples whose code holds the question's keyword point
 
 DIFFICULTY_FILES = {"simple": "oop_data_simple.jsonl", "moderate": "oop_data_moderate.jsonl",
                     "difficult": "oop_data_difficulty.jsonl"}
-FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(.*?)```", re.S)
 
 
 @dataclass
@@ -79,9 +77,34 @@ def read_problems(path: Path) -> list[Problem]:
 
 
 def extract_code(answer: str) -> str:
-    """The first fenced code block of a model's answer, else the answer itself."""
-    found = FENCE.search(answer)
-    return found.group(1) if found else answer
+    """The first fenced block of a model's answer that holds code, else the answer itself.
+
+    Fences are read line by line: a fence line with a language tag met inside an open block starts a
+    new block (small models write "```" then "```python"), and a block still open at the end (the
+    answer cut at max_new_tokens) counts."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for line in answer.split("\n"):
+        fence = line.strip()
+        if fence.startswith("```"):
+            if current is None:
+                current = []
+            elif fence == "```":
+                blocks.append(current)
+                current = None
+            else:
+                if any(x.strip() for x in current):
+                    blocks.append(current)
+                current = []
+            continue
+        if current is not None:
+            current.append(line)
+    if current:
+        blocks.append(current)
+    for block in blocks:
+        if any(x.strip() for x in block):
+            return "\n".join(block) + "\n"
+    return answer
 
 
 @dataclass
