@@ -96,7 +96,7 @@ def test_bad_settings_and_missing_files_are_one_paragraph_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         OOP(data_path=str(tmp_path / "nope.jsonl")).check_data()
     (tmp_path / "bad.jsonl").write_text('{"task_id": "OOP/0"}\n')
-    with pytest.raises(UserError, match="official keys"):
+    with pytest.raises(UserError, match="known format"):
         OOP(data_path=str(tmp_path / "bad.jsonl")).check_data()
 
 
@@ -114,3 +114,22 @@ def test_task_end_to_end_on_replayed_completions(llmlab_inproc, outputs):
     assert results["info"]["difficulty_known"] == 4
     preds = [json.loads(l) for l in next(outputs.rglob("predictions.jsonl")).read_text().splitlines()]
     assert preds[0]["keywords"] == [True, False, True] and preds[0]["passed"] == 2 and preds[0]["passed_o"] == 1
+
+
+def test_humaneval_and_mbpp_format_files_run_on_the_same_harness(tmp_path, llmlab_inproc, outputs):
+    he = {"task_id": "HumanEval/0", "prompt": "def add(a, b):\n    \"\"\"Sum of a and b.\"\"\"\n",
+          "test": "def check(candidate):\n    assert candidate(2, 3) == 5\n", "entry_point": "add"}
+    mbpp = {"task_id": 7, "text": "Write a function to double x.", "test_list": ["assert double(4) == 8"],
+            "test_setup_code": ""}
+    (tmp_path / "he.jsonl").write_text(json.dumps(he) + "\n")
+    (tmp_path / "mbpp.jsonl").write_text(json.dumps(mbpp) + "\n")
+    (tmp_path / "he_out.jsonl").write_text("".join(json.dumps({"task_id": "HumanEval/0", "completion": c}) + "\n"
+                                                   for c in ("    return a + b\n", "    return a - b\n")))
+    (tmp_path / "mbpp_out.jsonl").write_text(json.dumps({"task_id": 7, "completion": "def double(x):\n    return 2 * x\n"}) + "\n")
+    for data, done, n, expected in (("he", "he_out", 2, 50.0), ("mbpp", "mbpp_out", 1, 100.0)):
+        code, out, err = llmlab_inproc("task=oop", "method=none", "model=replay", f"model.path={tmp_path / done}.jsonl",
+                                       f"task.data_path={tmp_path / data}.jsonl", f"task.n_samples={n}", "task.ks=[1]",
+                                       "logger=none", f"output_root={outputs / data}")
+        assert code == 0, err
+        metrics = json.loads(next((outputs / data).rglob("results.json")).read_text())["metrics"]
+        assert metrics["pass@1"] == pytest.approx(expected) and "pass_o@1" not in metrics and "keyword_match" not in metrics

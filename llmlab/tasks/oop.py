@@ -1,4 +1,4 @@
-"""OOP: the object-oriented programming benchmark (Wang et al., Findings of ACL 2024; alphadl/OOP-eval).
+"""OOP: the object-oriented programming benchmark (and HumanEval- / MBPP-format files on the same harness) (Wang et al., Findings of ACL 2024; alphadl/OOP-eval).
 
 431 problems that ask for classes, private/public methods, inheritance, ... A sample counts for
 pass@k when the problem's tests pass, and for pass@o when, besides, the code holds the keyword
@@ -49,31 +49,50 @@ DIFFICULTY_FILES = {"simple": "oop_data_simple.jsonl", "moderate": "oop_data_mod
 class Problem:
     task_id: str
     question: str
-    test_program: str       # appended to the completion
-    match_program: str      # appended to `str_content = repr(completion)`
+    test_program: str                # appended to the code
+    match_program: str | None = None  # appended to `str_content = repr(code)` (OOP-eval only)
+    code_prefix: str = ""            # put before the completion (HumanEval: the prompt it completes)
     difficulty: str | None = None
 
 
 def read_problems(path: Path) -> list[Problem]:
-    """The official jsonl (task_id, question, test_list, test_function, entry_point, test_matching,
-    test_match_function) turned into programs as oop_evaluate/data.py `read_problems` does."""
+    """A problems file in one of three formats, recognised by its keys, turned into programs as each
+    official harness builds them:
+    - OOP-eval (task_id, question, test_list, test_function, entry_point, test_matching,
+      test_match_function): oop_evaluate/data.py `read_problems`, execution.py `check_correctness`;
+    - HumanEval (task_id, prompt, test, entry_point): human-eval execution.py, prompt + completion +
+      test + `check(entry_point)`;
+    - MBPP (task_id, text, test_list[, test_setup_code]): code + setup + the asserts.
+    HumanEval and MBPP have no keyword points: only pass@k is reported for them."""
     problems = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-            tests = "\n\nMETADATA = {}\n\n\ndef check(candidate):" + "".join("\n    " + t for t in row["test_list"])
-            match = "\n\nMETADATA = {}\n\n\ndef check(candidate):\n    " + row["test_matching"]
-            problems.append(Problem(
-                task_id=row["task_id"], question=row["question"],
-                test_program=row["test_function"] + "\n" + tests + "\n" + f"\ncheck({row['entry_point']})",
-                match_program=row["test_match_function"] + "\n" + match + "\n" + "\ncheck(matching_function)"))
+            problems.append(_problem(json.loads(line)))
         except (ValueError, KeyError, TypeError) as err:
-            raise UserError(f"oop: {path}:{n} is not an OOP-eval problem ({type(err).__name__}: {err}); the file must "
-                            f"hold the official keys task_id, question, test_list, test_function, entry_point, "
-                            f"test_matching, test_match_function (alphadl/OOP-eval data/*.jsonl).") from None
+            raise UserError(f"oop: {path}:{n} is not a problem in a known format ({type(err).__name__}: {err}). "
+                            f"OOP-eval files hold task_id, question, test_list, test_function, entry_point, "
+                            f"test_matching, test_match_function; HumanEval files task_id, prompt, test, entry_point; "
+                            f"MBPP files task_id, text, test_list.") from None
     return problems
+
+
+def _problem(row: dict) -> Problem:
+    if "test_matching" in row or "question" in row:
+        tests = "\n\nMETADATA = {}\n\n\ndef check(candidate):" + "".join("\n    " + t for t in row["test_list"])
+        match = "\n\nMETADATA = {}\n\n\ndef check(candidate):\n    " + row["test_matching"]
+        return Problem(task_id=row["task_id"], question=row["question"],
+                       test_program=row["test_function"] + "\n" + tests + "\n" + f"\ncheck({row['entry_point']})",
+                       match_program=row["test_match_function"] + "\n" + match + "\n" + "\ncheck(matching_function)")
+    if "prompt" in row and "test" in row:  # HumanEval
+        return Problem(task_id=row["task_id"], question=row["prompt"], code_prefix=row["prompt"],
+                       test_program="\n" + row["test"] + "\n" + f"check({row['entry_point']})")
+    if "text" in row and "test_list" in row:  # MBPP
+        asserts = "\n".join(row["test_list"])
+        return Problem(task_id=row["task_id"], question=f"{row['text']}\nYour code should pass these tests:\n{asserts}",
+                       test_program=(row.get("test_setup_code") or "") + "\n" + asserts)
+    raise KeyError("no known set of keys")
 
 
 def extract_code(answer: str) -> str:
@@ -184,8 +203,13 @@ class OOP(Task):
 
     def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:
         limits = Limits(timeout=self.timeout, memory_mb=self.memory_mb)
-        samples = [[c + "\n" + p["_problem"].test_program, f"str_content = {c!r}\n" + p["_problem"].match_program]
-                   for p in predictions for c in p["completions"]]
+        samples = []
+        for p in predictions:
+            problem = p["_problem"]
+            for c in p["completions"]:
+                code = problem.code_prefix + c
+                samples.append([code + "\n" + problem.test_program] + (
+                    [f"str_content = {c!r}\n" + problem.match_program] if problem.match_program else []))
         bar = progress(range(len(samples)), desc="oop: executing", unit="sample")
         ticks = iter(bar)
         outcomes = run_samples(samples, limits, self.workers, on_done=lambda: next(ticks, None))
@@ -196,9 +220,10 @@ class OOP(Task):
             got = outcomes[i:i + n]
             i += n
             p["tests"] = [o.verdicts[0] for o in got]
-            p["keywords"] = [o.verdicts[1] == "passed" for o in got]
             p["passed"] = sum(o.passed[0] for o in got)
-            p["passed_o"] = sum(o.passed[0] and o.passed[1] for o in got)
+            if len(samples[i - 1]) > 1:  # keyword points (OOP-eval)
+                p["keywords"] = [o.verdicts[1] == "passed" for o in got]
+                p["passed_o"] = sum(o.passed[0] and o.passed[1] for o in got)
         self._isolation = isolation()
         return self.scores(predictions)
 
@@ -212,10 +237,12 @@ class OOP(Task):
         for prefix, preds in groups.items():
             totals = [len(p["completions"]) for p in preds]
             for name, field in (("pass", "passed"), ("pass_o", "passed_o")):
-                for k, value in mean_pass_at_k(totals, [p[field] for p in preds], list(self.ks)).items():
-                    metrics[f"{prefix}{name}@{k}"] = 100.0 * value
-        flags = [flag for p in predictions for flag in p["keywords"]]
-        metrics["keyword_match"] = 100.0 * sum(flags) / max(1, len(flags))
+                if all(field in p for p in preds):
+                    for k, value in mean_pass_at_k(totals, [p[field] for p in preds], list(self.ks)).items():
+                        metrics[f"{prefix}{name}@{k}"] = 100.0 * value
+        flags = [flag for p in predictions for flag in p.get("keywords", [])]
+        if flags:
+            metrics["keyword_match"] = 100.0 * sum(flags) / len(flags)
         return metrics
 
     def info(self, items, method, ctx) -> dict:
