@@ -1,0 +1,124 @@
+"""Token-level distillation objectives of the ATKD release (WHU-ZQH/ATKD distill/distill_trainer.py).
+
+Every function takes student and teacher logits (B, T, V) already aligned with their targets (the
+release drops the last position and the first target: `logits[..., :-1, :]`, `target[..., 1:]`),
+the gold token ids (B, T) and `ignore` (B, T), True where a position does not count (prompt or pad:
+the release's `output_mask` / `padding_mask`). A mean is over the counted positions, the sum over the
+vocabulary inside each position, as `get_kl` does.
+
+Notation (DKD, Zhao et al. 2022): b = [p_gold, 1 - p_gold], the binary split of a distribution at
+the gold token; p^ = the distribution over the non-gold tokens, renormalised.
+    TCKD = KL(b_teacher || b_student)        (target-oriented part)
+    NCKD = KL(p^_teacher || p^_student)      (diversity-oriented part)
+    KL(teacher || student) = TCKD + UnC * NCKD,  UnC = 1 - p_gold(teacher)  (per token)
+Deviations from the release, each following the paper:
+- TVD: the release's `get_tvd` selects the positions where `padding_mask` is True (the ignored
+  ones); here it averages over the counted positions.
+- DKD: the release calls `dkd_loss` with its arguments shifted (it cannot run); here it is
+  alpha * TCKD + beta * NCKD with the release's alpha = 0.2, beta = 1.0 (distill/train.py).
+- "jsd" is the release's mixture 0.9 * forward KL + 0.1 * reverse KL (`fwd_loss_ratio = 0.9`), not
+  the Jensen-Shannon divergence; it keeps the release's name and meaning.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+ALPHA = 0.2  # distill/train.py: alpha (ATKD's weight of the easy tokens; DKD's TCKD weight)
+BETA = 1.0   # distill/train.py: beta (DKD's NCKD weight)
+JSD_FORWARD_RATIO = 0.9  # distill_trainer.py training_step: fwd_loss_ratio
+
+
+def _mean(per_token: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Sum over the counted positions / their number (0 when none)."""
+    n = count.sum()
+    return (per_token * count).sum() / n.clamp(min=1)
+
+
+def _kl(target_logits: torch.Tensor, input_logits: torch.Tensor) -> torch.Tensor:
+    """KL(softmax(target) || softmax(input)) per position: (B, T)."""
+    t = F.log_softmax(target_logits.float(), dim=-1)
+    s = F.log_softmax(input_logits.float(), dim=-1)
+    return (t.exp() * (t - s)).sum(-1)
+
+
+def forward_kl(student, teacher, gold, ignore):
+    """KL(teacher || student): `get_kl(student, teacher)`."""
+    return _mean(_kl(teacher, student), ~ignore)
+
+
+def reverse_kl(student, teacher, gold, ignore):
+    """KL(student || teacher): `get_kl(teacher, student)`."""
+    return _mean(_kl(student, teacher), ~ignore)
+
+
+def jsd(student, teacher, gold, ignore):
+    """The release's "jsd": 0.9 forward + 0.1 reverse KL."""
+    return JSD_FORWARD_RATIO * forward_kl(student, teacher, gold, ignore) + \
+        (1 - JSD_FORWARD_RATIO) * reverse_kl(student, teacher, gold, ignore)
+
+
+def tvd(student, teacher, gold, ignore):
+    """Total variation: 0.5 * sum |p_s - p_t| per position, mean over the counted positions."""
+    per = 0.5 * (F.softmax(student.float(), -1) - F.softmax(teacher.float(), -1)).abs().sum(-1)
+    return _mean(per, ~ignore)
+
+
+def decomposition(student, teacher, gold):
+    """Per position (B, T): TCKD, NCKD and the teacher's uncertainty UnC = 1 - p_gold(teacher).
+
+    One pass over the vocabulary, as cheap as forward KL: with o = the non-gold mass (summed over the
+    non-gold tokens, never as 1 - p_gold, so that confident tokens keep their precision),
+        TCKD = pt_g log(pt_g / ps_g) + o_t log(o_t / o_s)
+        NCKD = sum_{i != g} pt_i (log pt_i - log ps_i) / o_t - log(o_t / o_s)
+    which is KL between the renormalised non-gold distributions (log p^_i = log p_i - log o)."""
+    ls, lt = F.log_softmax(student.float(), -1), F.log_softmax(teacher.float(), -1)
+    g = gold.unsqueeze(-1)
+    pt = lt.exp()
+    pt_other = pt.scatter(-1, g, 0.0)                        # teacher probabilities, gold zeroed
+    o_t = pt_other.sum(-1)
+    o_s = ls.exp().scatter(-1, g, 0.0).sum(-1)
+    tiny = torch.finfo(torch.float32).tiny
+    log_ratio_other = torch.log(o_t.clamp(min=tiny)) - torch.log(o_s.clamp(min=tiny))
+    ls_g, lt_g = ls.gather(-1, g).squeeze(-1), lt.gather(-1, g).squeeze(-1)
+    tckd = lt_g.exp() * (lt_g - ls_g) + o_t * log_ratio_other
+    nckd = (pt_other * (lt - ls)).sum(-1) / o_t.clamp(min=tiny) - log_ratio_other
+    return tckd, nckd, o_t
+
+
+def dkd(student, teacher, gold, ignore, alpha: float = ALPHA, beta: float = BETA):
+    """Decoupled KD: alpha * mean TCKD + beta * mean NCKD."""
+    tckd, nckd, _ = decomposition(student, teacher, gold)
+    return alpha * _mean(tckd, ~ignore) + beta * _mean(nckd, ~ignore)
+
+
+def easy_hard_split(uncertainty: torch.Tensor, ignore: torch.Tensor) -> torch.Tensor:
+    """True where a token is easy: its uncertainty is strictly below the median over the batch's
+    counted tokens, the median as torch.median takes it (the lower middle value for an even count),
+    as the release's `pnt_tea < masked_select(pnt_tea, ~padding_mask).median()`. Ties with the
+    median are hard."""
+    median = uncertainty[~ignore].median()
+    return uncertainty < median
+
+
+def atkd(student, teacher, gold, ignore, alpha: float = ALPHA, reverse: bool = False):
+    """ATKD as released: alpha * mean_easy(NCKD) + (1 - alpha) * (mean_hard(TCKD) + mean_hard(NCKD)),
+    each mean over its own group's counted tokens, NCKD without the UnC factor.
+
+    `reverse` (the release's `--setting reverse`): the two models swap places in every term (the
+    divergences run from the student to the teacher), and the split still uses the TEACHER's
+    uncertainty: after the swap the release splits on `pnt_stu`, which is then the teacher's."""
+    if reverse:
+        tckd, nckd, _ = decomposition(teacher, student, gold)
+        _, _, uncertainty = decomposition(student, teacher, gold)
+    else:
+        tckd, nckd, uncertainty = decomposition(student, teacher, gold)
+    easy = easy_hard_split(uncertainty.detach(), ignore)
+    counted = ~ignore
+    easy_loss = _mean(nckd, counted & easy)
+    hard_loss = _mean(tckd, counted & ~easy) + _mean(nckd, counted & ~easy)
+    return alpha * easy_loss + (1 - alpha) * hard_loss
+
+
+OBJECTIVES = {"forward": forward_kl, "reverse": reverse_kl, "jsd": jsd, "tvd": tvd, "dkd": dkd}
