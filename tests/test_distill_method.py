@@ -1,0 +1,31 @@
+"""`method=kd` end to end on tiny models: a truncated student learns from the full teacher (the KD loss
+falls), the teacher runs once per batch, every step is logged, and a bad objective fails before loading."""
+
+from __future__ import annotations
+
+import json
+
+from llmlab.fixtures import fixture_path
+
+
+def test_kd_trains_the_student_toward_the_teacher_and_logs_every_step(llmlab_inproc, outputs):
+    data = fixture_path("instruct")
+    code, out, err = llmlab_inproc("method=kd", "model=tiny-llama", "scale=smoke", "task=instruct",
+                                   f"task.data_dir={data}", "task.max_new_tokens=4", f"method.train_path={data}/train.jsonl",
+                                   "method.objective=forward", "method.student_layers=1", "method.epochs=10",
+                                   "method.batch_size=1", "method.lr=0.01", "logger=none")
+    assert code == 0, err
+    results = json.loads(next(outputs.rglob("results.json")).read_text())
+    info = results["method_info"]
+    assert info["steps"] == 30 and info["teacher_forwards"] == 30 and info["student_layers"] == 1
+    assert info["loss_last"] < 0.8 * info["loss_first"]  # the same pair seen 10 times: the KL to the teacher falls
+    rows = [l.split(",") for l in next(outputs.rglob("train_log.csv")).read_text().splitlines()[1:]]
+    assert {r[2] for r in rows} == {"loss", "lr"} and len(rows) == 60
+    assert set(results["metrics"]) >= {"dolly/rougeL", "wizardlm/rougeL", "average"}
+
+
+def test_an_unknown_objective_fails_before_any_model_loads(llmlab_inproc):
+    code, out, err = llmlab_inproc("method=kd", "model=tiny-llama", "scale=smoke", "task=instruct",
+                                   f"task.data_dir={fixture_path('instruct')}", "method.objective=kl",
+                                   f"method.train_path={fixture_path('instruct')}/train.jsonl", "logger=none")
+    assert code == 2 and "objective='kl' is not one of" in err
