@@ -1,0 +1,131 @@
+"""Sentence-level machine translation scored with corpus BLEU and chrF (sacrebleu).
+
+A direction (`direction: ende`: two-letter source and target codes) reads the source and reference
+lines of a parallel test set: Flores-200 devtest files `<data_dir>/<lang>.devtest` (eng_Latn, deu_Latn,
+ron_Latn, zho_Hans, as in Romainpkq/ChatGPT4MT data/multilingual_translation/) by default. The model
+is asked for each line: with a prompt strategy method (methods with PromptStrategy give the messages)
+or, with `method=none`, ChatGPT4MT's zero-shot form of its template (template/1_shot.py without the
+example): system "You are a machine translation system.", user "[SRC]: <line> [TGT]: ". With
+`model=replay` a published outputs file (one line per source line, `format: lines`) answers instead.
+
+Besides BLEU and chrF, `target_script` records the share of hypotheses written in the target's script
+(Han characters for zh, Latin otherwise): a published file in the wrong language shows there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from llmlab.capabilities import PromptStrategy
+from llmlab.errors import UserError
+from llmlab.generation import Sampling
+from llmlab.metrics.mt import bleu, chrf
+from llmlab.metrics.registry import register
+from llmlab.tasks.base import Task
+
+register("target_script", "hypotheses written in the target language's script (Han for zh, Latin otherwise), "
+         "% of lines", unit="%")
+
+LANGS = {"en": ("English", "eng_Latn"), "de": ("German", "deu_Latn"), "ro": ("Romanian", "ron_Latn"),
+         "zh": ("Chinese", "zho_Hans")}
+HAN = re.compile(r"[\u4e00-\u9fff]")
+LATIN = re.compile(r"[A-Za-z]")
+
+
+def in_script(text: str, lang: str) -> bool:
+    han, latin = len(HAN.findall(text)), len(LATIN.findall(text))
+    return han > latin if lang == "zh" else latin >= han and latin > 0
+
+
+@dataclass
+class Translation(Task):
+    name: ClassVar[str] = "translation"
+    honours: ClassVar[tuple] = (PromptStrategy,)
+    needs_weights: ClassVar[bool] = False
+    unit: ClassVar[str] = "sentence"
+    limit_means: ClassVar[str] = "the first N sentences of the test set"
+    main_metric: ClassVar[str] = "bleu"
+
+    direction: str = "ende"               # source and target codes: en, de, ro, zh
+    data_dir: str | None = None           # a dir of Flores-200 devtest files (<lang>.devtest)
+    source_path: str | None = None        # or explicit files (WMT sets): one sentence per line
+    reference_path: str | None = None
+    temperature: float = 0.0              # ChatGPT4MT: temperature 0 unless swept
+    max_new_tokens: int = 256
+    batch_size: int = 8
+
+    def __post_init__(self):
+        if len(self.direction) != 4 or self.direction[:2] not in LANGS or self.direction[2:] not in LANGS:
+            raise UserError(f"translation: direction={self.direction!r} must be two language codes from "
+                            f"{', '.join(LANGS)} (e.g. ende, zhen).")
+
+    @property
+    def source_lang(self) -> str:
+        return self.direction[:2]
+
+    @property
+    def target_lang(self) -> str:
+        return self.direction[2:]
+
+    def paths(self) -> tuple[Path, Path]:
+        if self.source_path and self.reference_path:
+            return Path(str(self.source_path)), Path(str(self.reference_path))
+        if not self.data_dir:
+            raise UserError("translation: no test set. Set task.data_dir=<dir of Flores-200 <lang>.devtest files> "
+                            "(ChatGPT4MT data/multilingual_translation/) or task.source_path and task.reference_path.")
+        d = Path(str(self.data_dir))
+        return d / f"{LANGS[self.source_lang][1]}.devtest", d / f"{LANGS[self.target_lang][1]}.devtest"
+
+    def check_data(self) -> None:
+        src, ref = self.paths()
+        for p in (src, ref):
+            if not p.is_file():
+                raise UserError(f"translation: {p} does not exist (direction {self.direction}); give the test set's "
+                                f"directory (task.data_dir) or files (task.source_path, task.reference_path).")
+        n_src, n_ref = (len(p.read_text(encoding="utf-8").rstrip("\n").split("\n")) for p in (src, ref))
+        if n_src != n_ref:
+            raise UserError(f"translation: {src} has {n_src} lines but {ref} has {n_ref}; a parallel test set "
+                            f"needs one reference per source line.")
+
+    def items(self, lm, ctx) -> list[dict]:
+        src, ref = self.paths()
+        sources = src.read_text(encoding="utf-8").rstrip("\n").split("\n")
+        references = ref.read_text(encoding="utf-8").rstrip("\n").split("\n")
+        return [{"index": i, "source": s, "reference": r} for i, (s, r) in enumerate(zip(sources, references))]
+
+    def messages(self, method, item) -> list[dict]:
+        if isinstance(method, PromptStrategy):
+            return method.messages({"source": item["source"], "source_lang": LANGS[self.source_lang][0],
+                                    "target_lang": LANGS[self.target_lang][0], "direction": self.direction})
+        return [{"role": "system", "content": "You are a machine translation system."},
+                {"role": "user", "content": f"[SRC]: {item['source']} [TGT]: "}]
+
+    def evaluate(self, lm, method, ctx):
+        from llmlab.progress import progress
+        from llmlab.tasks.base import Scores
+
+        items = self.limited(self.items(lm, ctx), ctx.limit)
+        sampling = Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=ctx.seed,
+                            stop=("\n",))
+        predictions = []
+        with ctx.timer("evaluate/examples"):
+            for start in progress(range(0, len(items), self.batch_size), desc=self.name, unit="batch"):
+                batch = items[start:start + self.batch_size]
+                outs = lm.generate([self.messages(method, it) for it in batch], sampling, chat=True,
+                                   keys=[it["index"] for it in batch])
+                for it, out in zip(batch, outs):
+                    predictions.append({**it, "prediction": out[0].strip()})
+        metrics, info = self.scores(predictions)
+        return Scores(metrics=metrics, predictions=predictions, main_metric=self.main_metric,
+                      info={"limit_means": self.limit_means, "items": len(items), **info})
+
+    def scores(self, predictions: list[dict]) -> tuple[dict, dict]:
+        hyps, refs = [p["prediction"] for p in predictions], [p["reference"] for p in predictions]
+        b, b_sig = bleu(hyps, refs, self.target_lang)
+        c, c_sig = chrf(hyps, refs)
+        script = 100.0 * sum(in_script(h, self.target_lang) for h in hyps) / max(1, len(hyps))
+        return ({"bleu": b, "chrf": c, "target_script": script},
+                {"bleu_signature": b_sig, "chrf_signature": c_sig, "direction": self.direction})
