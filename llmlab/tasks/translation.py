@@ -4,8 +4,8 @@ A direction (`direction: ende`: two-letter source and target codes) reads the so
 lines of a parallel test set: Flores-200 devtest files `<data_dir>/<lang>.devtest` (eng_Latn, deu_Latn,
 ron_Latn, zho_Hans, as in Romainpkq/ChatGPT4MT data/multilingual_translation/) by default. The model
 is asked for each line: with a prompt strategy method (methods with PromptStrategy give the messages)
-or, with `method=none`, ChatGPT4MT's zero-shot form of its template (template/1_shot.py without the
-example): system "You are a machine translation system.", user "[SRC]: <line> [TGT]: ". With
+or, with `method=none`, ChatGPT4MT's baseline (template/chatgpt.py: no system message, "Please provide
+the [TGT] translation for the following sentence: <line>"). With
 `model=replay` a published outputs file (one line per source line, `format: lines`) answers instead.
 
 Besides BLEU and chrF, `target_script` records the share of hypotheses written in the target's script
@@ -100,8 +100,8 @@ class Translation(Task):
         if isinstance(method, PromptStrategy):
             return method.messages({"source": item["source"], "source_lang": LANGS[self.source_lang][0],
                                     "target_lang": LANGS[self.target_lang][0], "direction": self.direction})
-        return [{"role": "system", "content": "You are a machine translation system."},
-                {"role": "user", "content": f"[SRC]: {item['source']} [TGT]: "}]
+        return [{"role": "user", "content": f"Please provide the {LANGS[self.target_lang][0]} translation for the "
+                                            f"following sentence: {item['source']}"}]  # ChatGPT4MT template/chatgpt.py
 
     def evaluate(self, lm, method, ctx):
         from llmlab.progress import progress
