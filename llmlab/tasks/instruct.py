@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
+from llmlab.data.instruct import prompt_for
 from llmlab.errors import UserError
 from llmlab.generation import Sampling
 from llmlab.metrics.registry import register
@@ -26,12 +27,6 @@ register("rougeL", "ROUGE-L F of the answer vs the reference, the `rouge` packag
          "ATKD inference.py (answers of <= 1 character scored as \"None\"), x100", unit="x100")
 
 SETS = ("dolly", "self-inst", "vicuna", "koala", "wizardlm")
-
-
-def prompt_for(row: dict) -> str:
-    if row.get("input"):
-        return f"Human:\n### Instruction:\n{row['instruction']}\n\n### Input:\n{row['input']}\n\nAssistant:\n"
-    return f"Human:\n### Instruction:\n{row['instruction']}\n\nAssistant:\n"
 
 
 def rouge_l(hyps: list[str], refs: list[str]) -> float:
@@ -84,7 +79,7 @@ class Instruct(Task):
         with ctx.timer("evaluate/examples"):
             for start in progress(range(0, len(items), self.batch_size), desc=self.name, unit="batch"):
                 batch = items[start:start + self.batch_size]
-                answers = lm.generate([prompt_for(r) for r in batch], sampling, chat=False,
+                answers = lm.generate([prompt_for(r["instruction"], r.get("input")) for r in batch], sampling, chat=False,
                                       keys=[r["_i"] for r in batch])
                 for r, a in zip(batch, answers):
                     predictions.append({"set": r["_set"], "index": r["_i"], "instruction": r["instruction"],

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from llmlab.capabilities import WeightTransform
+from llmlab.data.instruct import prompt_for
 from llmlab.errors import UserError
 from llmlab.methods.base import Method
 from llmlab.methods.distill import losses
@@ -42,10 +43,7 @@ def alpaca_rows(path: Path) -> list[tuple[str, str]]:
             continue
         row = json.loads(line)
         for inst in row.get("instances") or [{"input": row.get("input", ""), "output": row["output"]}]:
-            inp = inst.get("input") or ""
-            prompt = (f"Human:\n### Instruction:\n{row['instruction']}\n\n### Input:\n{inp}\n\nAssistant:\n" if inp
-                      else f"Human:\n### Instruction:\n{row['instruction']}\n\nAssistant:\n")
-            pairs.append((prompt, inst["output"]))
+            pairs.append((prompt_for(row["instruction"], inst.get("input")), inst["output"]))
     return pairs
 
 
