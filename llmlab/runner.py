@@ -117,6 +117,8 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
         tracker.finish(failed=True)
         raise
     ctx.timings["total"] = time.time() - started
+    if isinstance(getattr(lm, "usage", None), dict):  # a backend's own counts (API requests vs cached answers)
+        runtime["model_usage"] = dict(lm.usage)
     summary = method.summary()
     results = record.build_results(
         status="complete", metrics=scores.metrics, main_metric=scores.main_metric, info=scores.info,

@@ -1,0 +1,44 @@
+"""`model=api` against a real OpenAI-compatible HTTP server on the loopback interface (started here,
+answering with canned translations): the task runs, the key never reaches the results, and a re-run
+asks nothing (every answer from the on-disk cache)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from llmlab.fixtures import fixture_path
+from llmlab.models.echo_server import EchoServer
+
+
+@pytest.fixture
+def server():
+    s = EchoServer()
+    yield s
+    s.close()
+
+
+def test_translation_through_the_api_backend_then_all_from_the_cache(server, llmlab_inproc, outputs, tmp_path, monkeypatch):
+    monkeypatch.setenv("LLMLAB_TEST_KEY", "sk-secret-value")
+    mt = fixture_path("mt")
+    args = ["task=translation", "method=tsp", "model=api", f"model.base_url={server.url}", "model.model=served-model",
+            "model.api_key_env=LLMLAB_TEST_KEY", f"model.cache_dir={tmp_path / 'cache'}",
+            f"task.data_dir={mt}/data/multilingual_translation", "task.direction=deen", "logger=none"]
+    code, out, err = llmlab_inproc(*args)
+    assert code == 0, err
+    assert server.requests == 3 and server.auth == {"Bearer sk-secret-value"}
+    first = json.loads(next(outputs.rglob("results.json")).read_text())
+    assert first["runtime"]["model_usage"] == {"requests": 3, "cache_hits": 0}
+    assert first["metrics"]["bleu"] >= 0 and "sk-secret-value" not in json.dumps(first)
+    code, out, err = llmlab_inproc(*args, "rerun=true")
+    assert code == 0, err
+    assert server.requests == 3  # the second pass sent nothing
+    runs = sorted(outputs.rglob("results.json"), key=lambda p: p.stat().st_mtime)
+    assert json.loads(runs[-1].read_text())["runtime"]["model_usage"] == {"requests": 0, "cache_hits": 3}
+
+
+def test_an_api_model_is_refused_by_a_task_that_reads_logits(llmlab_inproc):
+    code, out, err = llmlab_inproc("task=perplexity", "method=none", "model=api", "model.base_url=http://127.0.0.1:9/v1",
+                                   "model.model=x", "logger=none")
+    assert code == 2 and "reads the model's logits" in err
