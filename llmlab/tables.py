@@ -436,7 +436,8 @@ def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
         for name, points in sorted(lines.items()):
             xs = sorted(points)
             ax.plot(xs, [points[x] for x in xs], marker="o", label=name)
-        ax.set_xscale("log", base=2)
+        if plot.get("xscale", "log") == "log":  # a budget curve; `xscale: linear` for e.g. temperatures
+            ax.set_xscale("log", base=2)
         ax.set_xlabel(plot["x"])
         ax.set_ylabel(plot["y"])
         ax.set_title(", ".join(g) or spec["experiment_name"], fontsize=9)
