@@ -89,6 +89,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
         method = build(cfg.method, "method", choices)
         task = build(cfg.task, "task", choices)
         with ctx.timer("check"):  # an incompatible method, missing data or a model without logits
+            method.check()
             task.check(method)
             task.check_model(config["model"])
     except BaseException as err:

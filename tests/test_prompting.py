@@ -27,7 +27,8 @@ def test_few_shot_lines_come_from_the_demonstration_files(tmp_path):
     (tmp_path / "s").write_text("Hallo.\nDanke.\nTschüss.\n")
     (tmp_path / "t").write_text("Hello.\nThanks.\nBye.\n")
     p = Prompt(strategy="icl", shots=2, demo_source=str(tmp_path / "s"), demo_target=str(tmp_path / "t"))
+    p.check()
     assert p.messages(EXAMPLE)[1]["content"] == ("German: Hallo. English: Hello.\nGerman: Danke. English: Thanks.\n"
                                                  "German: Guten Morgen. English: ")
     with pytest.raises(UserError, match="needs method.shots"):
-        Prompt(strategy="icl")
+        Prompt(strategy="icl").check()

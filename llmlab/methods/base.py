@@ -24,6 +24,9 @@ class Method:
     name: ClassVar[str] = "method"
     family: ClassVar[str] = "none"
 
+    def check(self) -> None:
+        """Before any model loads: raise a UserError naming a missing file or setting (default: nothing)."""
+
     def prepare(self, lm, ctx):
         """Weight-changing work, once per run. Returns the (possibly new) LM."""
         return lm

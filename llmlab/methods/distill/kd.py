@@ -70,6 +70,8 @@ class Distill(Method, WeightTransform):
     def __post_init__(self):
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"kd: objective={self.objective!r} is not one of {', '.join(OBJECTIVE_NAMES)}.")
+
+    def check(self) -> None:
         if not self.train_path:
             raise UserError("kd: no training data. Set method.train_path=<jsonl> (Self-Instruct seed tasks, e.g. "
                             "../shared/data/instruct_train/self_instruct_seed_tasks.jsonl, or instruction/input/output rows).")

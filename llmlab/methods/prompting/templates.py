@@ -45,10 +45,15 @@ class Prompt(Method, PromptStrategy):
             raise UserError(f"prompt: strategy={self.strategy!r} is not one of tsp, dsp, zs_cot, icl.")
         if self.strategy == "dsp" and not self.domain:
             raise UserError("prompt: strategy=dsp needs method.domain (e.g. news, biomedical).")
+
+    def check(self) -> None:
         if self.strategy == "icl":
             if self.shots < 1 or not (self.demo_source and self.demo_target):
                 raise UserError("prompt: strategy=icl needs method.shots >= 1 and method.demo_source / "
                                 "method.demo_target (parallel files, one sentence per line; e.g. a dev split).")
+            for path in (self.demo_source, self.demo_target):
+                if not Path(str(path)).is_file():
+                    raise UserError(f"prompt: the demonstration file {path} does not exist.")
             src, tgt = (Path(str(p)).read_text(encoding="utf-8").split("\n") for p in (self.demo_source, self.demo_target))
             self._demos = list(zip(src, tgt))[: self.shots]
 
