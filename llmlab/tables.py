@@ -357,6 +357,10 @@ def conflict_notes(table: dict) -> list[str]:
 def missing_notes(spec: dict, table: dict) -> list[str]:
     """How many cells of our rows (rows with a result, or swept rows) have no result yet."""
     ours = {r for r, _ in table["cells"]} | set((spec.get("sweep") or {}).get(spec["rows"], []))
+    sweep = spec.get("sweep") or {}
+    swept_group = all(str(v) in sweep.get(g, [str(v)]) for g, v in table["group"].items())
+    if not table["cells"] and not swept_group:  # a group only the paper reports (its model is not in this sweep)
+        return ["the paper's numbers only: this group's model is not in the sweep at this scale"]
     n = sum((r, c) not in table["cells"] for r in table["rows"] if r in ours for c in table["columns"])
     if not n:
         return []
