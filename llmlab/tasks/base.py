@@ -103,3 +103,26 @@ class Task:
         metrics = self.aggregate(predictions, ctx)
         info = {"limit_means": self.limit_means, "items": len(items), **self.info(items, method, ctx)}
         return Scores(metrics=metrics, predictions=predictions, main_metric=self.main_metric, info=info)
+
+
+class BatchedTask(Task):
+    """A task that generates for a batch of items at once (`batch_size` of them): subclasses write
+    `run_batch(lm, method, batch, ctx) -> predictions` instead of `run_one`; the rest of the loop is
+    Task's (limit, progress, timing, aggregate, info)."""
+
+    unit: ClassVar[str] = "batch"
+
+    def run_batch(self, lm, method, batch: list, ctx) -> list[dict]:  # pragma: no cover - subclasses
+        raise NotImplementedError
+
+    def evaluate(self, lm, method, ctx) -> Scores:
+        with ctx.timer("evaluate/items"):
+            items = self.limited(self.items(lm, ctx), ctx.limit)
+        size = int(getattr(self, "batch_size", 8))
+        predictions: list[dict] = []
+        for start in progress(range(0, len(items), size), desc=self.name, unit=self.unit):
+            with ctx.timer("evaluate/examples"):
+                predictions += self.run_batch(lm, method, items[start:start + size], ctx)
+        metrics = self.aggregate(predictions, ctx)
+        info = {"limit_means": self.limit_means, "items": len(items), **self.info(items, method, ctx)}
+        return Scores(metrics=metrics, predictions=predictions, main_metric=self.main_metric, info=info)

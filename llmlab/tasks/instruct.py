@@ -21,7 +21,7 @@ from llmlab.data.instruct import prompt_for
 from llmlab.errors import UserError
 from llmlab.generation import Sampling
 from llmlab.metrics.registry import register
-from llmlab.tasks.base import Task
+from llmlab.tasks.base import BatchedTask
 
 register("rougeL", "ROUGE-L F of the answer vs the reference, the `rouge` package averaged over examples as "
          "ATKD inference.py (answers of <= 1 character scored as \"None\"), x100", unit="x100")
@@ -37,7 +37,7 @@ def rouge_l(hyps: list[str], refs: list[str]) -> float:
 
 
 @dataclass
-class Instruct(Task):
+class Instruct(BatchedTask):
     name: ClassVar[str] = "instruct"
     needs_weights: ClassVar[bool] = False
     limit_means: ClassVar[str] = "the first N examples of each set"
@@ -69,24 +69,15 @@ class Instruct(Task):
     def limited(self, items: list, limit: int | None) -> list:
         return items if not limit else [r for r in items if r["_i"] < int(limit)]
 
-    def evaluate(self, lm, method, ctx):
-        from llmlab.progress import progress
-        from llmlab.tasks.base import Scores
-
-        items = self.limited(self.items(lm, ctx), ctx.limit)
+    def run_batch(self, lm, method, batch, ctx) -> list[dict]:
         sampling = Sampling(max_new_tokens=self.max_new_tokens, temperature=0.0, seed=ctx.seed)
-        predictions = []
-        with ctx.timer("evaluate/examples"):
-            for start in progress(range(0, len(items), self.batch_size), desc=self.name, unit="batch"):
-                batch = items[start:start + self.batch_size]
-                answers = lm.generate([prompt_for(r["instruction"], r.get("input")) for r in batch], sampling, chat=False,
-                                      keys=[r["_i"] for r in batch])
-                for r, a in zip(batch, answers):
-                    predictions.append({"set": r["_set"], "index": r["_i"], "instruction": r["instruction"],
-                                        "reference": r["output"], "prediction": a[0].strip()})
-        metrics = self.aggregate(predictions, ctx)
-        return Scores(metrics=metrics, predictions=predictions, main_metric=self.main_metric,
-                      info={"limit_means": self.limit_means, "items": len(items), "max_new_tokens": self.max_new_tokens})
+        answers = lm.generate([prompt_for(r["instruction"], r.get("input")) for r in batch], sampling, chat=False,
+                              keys=[r["_i"] for r in batch])
+        return [{"set": r["_set"], "index": r["_i"], "instruction": r["instruction"], "reference": r["output"],
+                 "prediction": a[0].strip()} for r, a in zip(batch, answers)]
+
+    def info(self, items, method, ctx) -> dict:
+        return {"max_new_tokens": self.max_new_tokens}
 
     def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:
         metrics = {}

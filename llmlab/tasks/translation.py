@@ -24,7 +24,7 @@ from llmlab.errors import UserError
 from llmlab.generation import Sampling
 from llmlab.metrics.mt import bleu, chrf
 from llmlab.metrics.registry import register
-from llmlab.tasks.base import Task
+from llmlab.tasks.base import BatchedTask
 
 register("target_script", "hypotheses written in the target language's script (Han for zh, Latin otherwise), "
          "% of lines", unit="%")
@@ -41,11 +41,10 @@ def in_script(text: str, lang: str) -> bool:
 
 
 @dataclass
-class Translation(Task):
+class Translation(BatchedTask):
     name: ClassVar[str] = "translation"
     honours: ClassVar[tuple] = (PromptStrategy,)
     needs_weights: ClassVar[bool] = False
-    unit: ClassVar[str] = "sentence"
     limit_means: ClassVar[str] = "the first N sentences of the test set"
     main_metric: ClassVar[str] = "bleu"
 
@@ -103,24 +102,19 @@ class Translation(Task):
         return [{"role": "user", "content": f"Please provide the {LANGS[self.target_lang][0]} translation for the "
                                             f"following sentence: {item['source']}"}]  # ChatGPT4MT template/chatgpt.py
 
-    def evaluate(self, lm, method, ctx):
-        from llmlab.progress import progress
-        from llmlab.tasks.base import Scores
-
-        items = self.limited(self.items(lm, ctx), ctx.limit)
+    def run_batch(self, lm, method, batch, ctx) -> list[dict]:
         sampling = Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=ctx.seed,
                             stop=("\n",))
-        predictions = []
-        with ctx.timer("evaluate/examples"):
-            for start in progress(range(0, len(items), self.batch_size), desc=self.name, unit="batch"):
-                batch = items[start:start + self.batch_size]
-                outs = lm.generate([self.messages(method, it) for it in batch], sampling, chat=True,
-                                   keys=[it["index"] for it in batch])
-                for it, out in zip(batch, outs):
-                    predictions.append({**it, "prediction": out[0].strip()})
-        metrics, info = self.scores(predictions)
-        return Scores(metrics=metrics, predictions=predictions, main_metric=self.main_metric,
-                      info={"limit_means": self.limit_means, "items": len(items), **info})
+        outs = lm.generate([self.messages(method, it) for it in batch], sampling, chat=True,
+                           keys=[it["index"] for it in batch])
+        return [{**it, "prediction": out[0].strip()} for it, out in zip(batch, outs)]
+
+    def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:
+        metrics, self._signatures = self.scores(predictions)
+        return metrics
+
+    def info(self, items, method, ctx) -> dict:
+        return dict(getattr(self, "_signatures", {}))
 
     def scores(self, predictions: list[dict]) -> tuple[dict, dict]:
         hyps, refs = [p["prediction"] for p in predictions], [p["reference"] for p in predictions]
