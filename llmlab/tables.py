@@ -18,6 +18,9 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
   columns   a list of metric names, or {by: <config path>, metric: <name>}
   labels    {column: display name};   where {path: value} filter;   group_by [paths]
   scale     multiply metrics;   format  e.g. ".2f";   reported  the paper's numbers
+  over      a config path whose values repeat one cell (seed): the cell shows mean ± sample std;
+            repeats  how many a full cell has (fewer is marked "(n=k)");  average  the name of a
+            column holding the mean of the row's other columns (per repeat, then mean ± std)
   plot      {x: <config path>, y: <metric>, line: <config path>, where: {...}}: a line plot PNG
             of all the experiment's results (the table's `where` does not apply to it)
 
@@ -189,12 +192,13 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
     scale = float(spec.get("scale", 1.0))
     sweep = spec.get("sweep") or {}
     where = spec.get("where") or {}
+    over = spec.get("over")  # a config path whose values are repeats of one cell (seed): mean ± std
     groups: dict[tuple, dict] = {}
 
     def table_for(gkey: tuple) -> dict:
         if gkey not in groups:
             groups[gkey] = {"group": dict(zip(group_by, gkey)), "rows": list(sweep.get(row_path, [])),
-                            "columns": [], "cells": {}, "sources": {}}
+                            "columns": [], "cells": {}, "sources": {}, "samples": {}, "spread": {}}
             if isinstance(columns_spec, dict):
                 groups[gkey]["columns"] = list(sweep.get(columns_spec["by"], []))
             else:
@@ -224,17 +228,42 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
                 table["columns"].append(col)
             if value is None:
                 continue
-            table["cells"][(row, col)] = float(value) * scale  # newest wins (sorted by finish time)
+            rep = key(lookup(res, over)) if over else ""
+            table["samples"].setdefault((row, col), {})[rep] = float(value) * scale  # newest wins per repeat
             table["sources"].setdefault((row, col), []).append(res)
     for table in groups.values():
-        table["conflicts"] = [(cell, srcs) for cell, srcs in table["sources"].items() if len(srcs) > 1]
+        _summarize_repeats(table, spec)
+        table["conflicts"] = [(cell, srcs) for cell, srcs in table["sources"].items()
+                              if len(srcs) > len(table["samples"].get(cell, {})) or (not over and len(srcs) > 1)]
         order = spec.get("row_order")
         if order:
             table["rows"].sort(key=lambda r: order.index(r) if r in order else len(order))
         if isinstance(columns_spec, dict):
-            table["columns"].sort(key=_num_key)
+            table["columns"].sort(key=lambda c: (c == spec.get("average"), _num_key(c)))  # the average last
         _add_reported_rows(spec, table)
     return [groups[k] for k in sorted(groups, key=lambda g: [_num_key(x) for x in g])]
+
+
+def _summarize_repeats(table: dict, spec: dict) -> None:
+    """Cells from their samples: the value (one repeat) or the mean and sample std over repeats (`over`), and
+    the `average` column: per repeat, the mean over the other columns (a repeat lacking one is left out)."""
+    average = spec.get("average")
+    if average:
+        cols = [c for c in table["columns"] if c != average]
+        for row in {r for r, _ in table["samples"]}:
+            per = [table["samples"].get((row, c), {}) for c in cols]
+            common = set.intersection(*(set(p) for p in per)) if per and all(per) else set()
+            if common:
+                table["samples"][(row, average)] = {rep: sum(p[rep] for p in per) / len(per) for rep in common}
+        if average not in table["columns"]:
+            table["columns"].append(average)
+    for cell, reps in table["samples"].items():
+        values = list(reps.values())
+        mean = sum(values) / len(values)
+        table["cells"][cell] = mean
+        if spec.get("over"):
+            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+            table["spread"][cell] = (std, len(values))
 
 
 def _reported_groups(reported: dict, depth: int) -> list[tuple]:
@@ -293,6 +322,9 @@ def cell_text(spec: dict, table: dict, row: str, col: str) -> str:
     fmt = spec.get("format", ".2f")
     ours, paper = table["cells"].get((row, col)), table["reported"].get((row, col))
     text = _fmt(ours, fmt)
+    if (row, col) in table.get("spread", {}):
+        std, n = table["spread"][(row, col)]
+        text += f" ± {format(std, fmt)}" + (f" (n={n})" if n != spec.get("repeats", n) else "")
     if paper is not None:
         if ours is None:
             text += f" (paper {format(paper, fmt)})"
@@ -339,6 +371,11 @@ def describe_values(spec: dict) -> str:
     parts += unknown
     scale = float(spec.get("scale", 1.0))
     tail = f" — every value shown x{scale:g}" if scale != 1 else ""
+    if spec.get("over"):
+        tail += (f" — mean ± sample std over {spec['over']} ({spec.get('repeats', 'all')} per cell"
+                 f"{'; (n=k) marks a cell with fewer' if spec.get('repeats') else ''})")
+    if spec.get("average"):
+        tail += f" — {spec['average']}: the mean of the row's columns, per {spec.get('over') or 'result'}"
     return "Values — " + " | ".join(parts) + tail
 
 
@@ -372,7 +409,7 @@ def to_csv(spec: dict, tables: list[dict]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf)
     group_by = list(spec.get("group_by") or [])
-    writer.writerow(group_by + ["row", "column", "reproduced", "reported", "delta", "verdict"])
+    writer.writerow(group_by + ["row", "column", "reproduced", "reported", "delta", "verdict", "std", "n"])
     for table in tables:
         for row in table["rows"]:
             for col in table["columns"]:
@@ -380,7 +417,8 @@ def to_csv(spec: dict, tables: list[dict]) -> str:
                 delta = _delta(ours, paper, spec.get("format", ".2f"))
                 writer.writerow([table["group"][g] for g in group_by] + [
                     row, col, "" if ours is None else ours, "" if paper is None else paper,
-                    "" if delta is None else delta, "" if delta is None else verdict(_column_metric(spec, col), delta)])
+                    "" if delta is None else delta, "" if delta is None else verdict(_column_metric(spec, col), delta),
+                    *table["spread"].get((row, col), ("", ""))])
     return buf.getvalue()
 
 
@@ -399,6 +437,8 @@ def to_latex(spec: dict, tables: list[dict]) -> str:
             for col in cols:
                 ours, paper = table["cells"].get((row, col)), table["reported"].get((row, col))
                 text = "--" if ours is None else format(ours, fmt)
+                if (row, col) in table["spread"]:
+                    text += f" $\\pm$ {format(table['spread'][(row, col)][0], fmt)}"
                 if paper is not None:
                     text += f" ({format(paper, fmt)})"
                 cells.append(text)
