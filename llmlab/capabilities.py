@@ -112,12 +112,15 @@ class PromptStrategy(Capability):
 
 
 class Optimization(Capability):
-    """Supplies the optimizer of a task that fine-tunes (SAM, FSAM, ...): `optimizer(params, ...)`
-    returns a torch optimizer whose `step(closure)` the task's training loop calls."""
+    """Supplies the optimizer of a task that fine-tunes (SAM, FSAM, ...): `optimizer(model, base)` wraps
+    the base optimizer the training loop built (AdamW with the task's schedule) and returns an object
+    with `step()` / `zero_grad()` / `param_groups`; when it says `two_pass`, the loop
+    (llmlab.training.finetune) calls `perturb(step, lr)`, runs the second forward/backward (on
+    `select(losses_before, losses_after)` examples when `selects_examples`), then `restore()`."""
 
     label = "an optimizer for fine-tuning"
 
-    def optimizer(self, params, **settings):  # pragma: no cover - protocol
+    def optimizer(self, model, base):  # pragma: no cover - protocol
         raise NotImplementedError
 
 

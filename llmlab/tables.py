@@ -233,8 +233,12 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
             table["sources"].setdefault((row, col), []).append(res)
     for table in groups.values():
         _summarize_repeats(table, spec)
-        table["conflicts"] = [(cell, srcs) for cell, srcs in table["sources"].items()
-                              if len(srcs) > len(table["samples"].get(cell, {})) or (not over and len(srcs) > 1)]
+        table["conflicts"] = []
+        for cell, srcs in table["sources"].items():  # several results for one cell (of one repeat)
+            by_rep: dict[str, list] = {}
+            for src in srcs:
+                by_rep.setdefault(key(lookup(src, over)) if over else "", []).append(src)
+            table["conflicts"] += [(cell, same) for same in by_rep.values() if len(same) > 1]
         order = spec.get("row_order")
         if order:
             table["rows"].sort(key=lambda r: order.index(r) if r in order else len(order))
@@ -379,14 +383,16 @@ def describe_values(spec: dict) -> str:
     return "Values — " + " | ".join(parts) + tail
 
 
-def conflict_notes(table: dict) -> list[str]:
+def conflict_notes(table: dict, spec: dict | None = None) -> list[str]:
     notes = []
     for (row, col), sources in table["conflicts"]:
         sigs = sorted({s.get("signature") for s in sources})
         differ = "with different configs (signatures " + ", ".join(map(str, sigs)) + ")" if len(sigs) > 1 \
             else "of the same config (re-runs)"
         newest = sources[-1]
-        notes.append(f"cell ({row}, {col}): {len(sources)} results {differ}; showing the newest "
+        over = (spec or {}).get("over")
+        rep = f" {over}={lookup(newest, over)}" if over else ""
+        notes.append(f"cell ({row}, {col}){rep}: {len(sources)} results {differ}; showing the newest "
                      f"(finished {newest.get('finished')}, {newest.get('_path')})")
     return notes
 
@@ -505,7 +511,7 @@ def render(spec: dict, results: list[dict], title: str) -> tuple[str, list[dict]
         if table["group"]:
             parts.append("\n## " + ", ".join(f"{k} = {v}" for k, v in table["group"].items()))
         parts.append(render_markdown(spec, table))
-        for note in conflict_notes(table) + missing_notes(spec, table):
+        for note in conflict_notes(table, spec) + missing_notes(spec, table):
             parts.append(f"- {note}")
     return "\n".join(parts) + "\n", tables
 

@@ -17,26 +17,10 @@ from llmlab.methods.optim.gsam import GSAM
 from llmlab.methods.optim.sam import SAM
 
 
-def write_glue(root, n=24):
-    """A tiny GLUE-layout directory: CoLA (no header) and STS-B and MRPC (headers, MRPC with a BOM)."""
-    (root / "CoLA").mkdir(parents=True)
-    (root / "STS-B").mkdir()
-    (root / "MRPC").mkdir()
-    good = ["the cat sat on the mat .", "she reads books every day .", "we walked to the old river ."]
-    bad = ["cat the mat on sat the .", "books reads she day every .", "river old the to walked we ."]
-    for split in ("train", "dev"):
-        lines = []
-        for i in range(n):
-            lab = i % 2
-            lines.append(f"src{i}\t{lab}\t\t{(good if lab else bad)[i % 3]}")
-        (root / "CoLA" / f"{split}.tsv").write_text("\n".join(lines))  # CoLA: no header, no final newline
-        head = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore"
-        rows = [f"{i}\tg\tf\ty\t{i}\ts\ts\t{good[i % 3]}\t{(good if i % 2 else bad)[i % 3]}\t{4.0 if i % 2 else 1.0}"
-                for i in range(n)]
-        (root / "STS-B" / f"{split}.tsv").write_text("\n".join([head] + rows) + "\n")
-        head = "\ufeffQuality\t#1 ID\t#2 ID\t#1 String\t#2 String"
-        rows = [f"{i % 2}\t{i}\t{i + 1}\t{good[i % 3]}\t{(good if i % 2 else bad)[i % 3]}" for i in range(n)]
-        (root / "MRPC" / f"{split}.tsv").write_text("\n".join([head] + rows) + "\n", encoding="utf-8")
+def write_glue(root):
+    from llmlab.fixtures import glue as fixture
+
+    fixture.write(root)
     return root
 
 
@@ -198,3 +182,33 @@ def test_glue_runs_end_to_end_with_optimizers(tmp_path, llmlab_inproc, outputs, 
     if subset == "stsb":
         assert {"pearson", "spearman"} <= set(metrics)
     assert all(math.isfinite(v) for v in metrics.values())
+
+
+def test_finetune_loop_accumulation_with_sam():
+    """Micro-batches (grad_accum) give the same SAM updates as the whole batch."""
+    from llmlab.training.finetune import FineTuneSettings, fine_tune
+
+    def run(grad_accum):
+        model, x, y = quadratic_model(seed=1)
+        batches = lambda epoch: iter([{"x": x, "y": y}, {"x": x.flip(0), "y": y.flip(0)}])
+        loss_fn = lambda m, b: ((m(b["x"]) - b["y"]) ** 2).squeeze(-1)
+        s = FineTuneSettings(epochs=1, learning_rate=0.05, batch_size=16, grad_accum=grad_accum, warmup_ratio=0.0,
+                             weight_decay=0.0, logging_steps=1)
+        out = fine_tune(model, loss_fn, batches, 2, s, method=SAM(rho=0.05))
+        return [p.detach().clone() for p in model.parameters()], out
+
+    whole, out = run(1)
+    assert out["updates"] == 2 and out["two_pass"] and len(out["history"]) == 2
+    for a, b in zip(whole, run(4)[0]):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+    start = [p.detach() for p in quadratic_model(seed=1)[0].parameters()]
+    assert any(not torch.allclose(a, b) for a, b in zip(whole, start))  # it did train
+
+
+def test_glue_refuses_missing_data_and_a_causal_lm_before_training(tmp_path, llmlab_inproc):
+    code, out, err = llmlab_inproc("method=sam", "task=glue", "model=tiny-encoder", f"task.data_dir={tmp_path}/nope",
+                                   "logger=none")
+    assert code != 0 and f"{tmp_path}/nope/CoLA/train.tsv does not exist" in err
+    root = write_glue(tmp_path / "glue")
+    code, out, err = llmlab_inproc("method=none", "task=glue", "model=tiny-llama", f"task.data_dir={root}", "logger=none")
+    assert code != 0 and "fine-tunes an encoder" in err and "model.kind=causal" in err

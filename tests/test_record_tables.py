@@ -180,3 +180,34 @@ def test_the_table_lands_in_wandb_offline_with_the_same_cells(tmp_path, monkeypa
     assert data["columns"] == ["group", "row", "column", "ours", "paper", "delta", "verdict"]
     cells = {(r[1], r[2]): (r[3], r[4]) for r in data["data"]}
     assert cells == {("snapkv", "avg"): (1.0, 1.5), ("h2o", "avg"): (3.0, None)}
+
+
+def test_table_mean_std_over_seeds_and_average_column(tmp_path):
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text(
+        "experiment_name: demo\n"
+        "table:\n  rows: method\n  columns: {by: task, metric: score}\n  over: seed\n  repeats: 3\n"
+        "  average: avg\n  format: '.2f'\n")
+    root = tmp_path / "outputs"
+
+    def res(method, task, seed, score, finished="2026-01-01T00:00:00"):
+        return {"status": "complete", "signature": f"{method}{task}{seed}{finished}", "experiment_name": "demo",
+                "choices": {"method": method, "task": task}, "config": {"seed": seed}, "metrics": {"score": score},
+                "finished": finished}
+
+    n = 0
+    for seed, (a, b) in {1: (10.0, 20.0), 2: (12.0, 22.0), 3: (14.0, 30.0)}.items():
+        for task, v in (("cola", a), ("stsb", b)):
+            n += 1
+            record.write_json(root / str(n) / "results.json", res("sam", task, seed, v))
+    record.write_json(root / "x" / "results.json", res("sam", "cola", 3, 99.0, finished="2025-01-01T00:00:00"))  # older re-run
+    record.write_json(root / "y" / "results.json", res("none", "cola", 1, 5.0))
+    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    lines = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in md.splitlines() if line.startswith("| ")}
+    cola, stsb, avg = (c.strip() for c in lines["sam"])
+    assert cola == "12.00 ± 2.00"                  # seeds 1-3; the older seed-3 re-run (99) is not averaged in
+    assert stsb == "24.00 ± 5.29"
+    assert avg == "18.00 ± 3.61"                   # per-seed averages 15, 17, 22
+    assert lines["none"][0].strip() == "5.00 ± 0.00 (n=1)" and lines["none"][2].strip() == "–"  # no stsb: no average
+    assert "mean ± sample std over seed" in md and "cell (sam, cola) seed=3: 2 results" in md

@@ -155,7 +155,8 @@ def first_block_inputs(lm, batches: list[torch.Tensor], attention_mask: list[tor
         for i, ids in enumerate(batches):
             mask = attention_mask[i] if attention_mask is not None else None
             try:
-                lm.model(input_ids=ids.to(lm.device), attention_mask=mask, use_cache=False)
+                lm.model(input_ids=ids.to(lm.device), attention_mask=None if mask is None else mask.to(lm.device),
+                         use_cache=False)
             except Stop:
                 pass
     finally:

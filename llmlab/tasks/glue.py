@@ -7,7 +7,7 @@ llmlab.models.heads) and is fine-tuned by the shared loop (llmlab.training.finet
 optimizer of the method (`Optimization`: SAM, FSAM, ...) or AdamW (`method=none`). The schedule
 defaults are the FSAM release's (scripts/<task>-train.sh): 10 epochs, lr 1e-5 (RTE, STS-B 2e-5),
 batch 32 (SST-2 64), 6 % warmup then polynomial decay, weight decay 0.01, Adam betas (0.9, 0.98),
-eps 1e-6, no clipping; `train_examples: N` trains on N examples drawn once (seeded by
+eps 1e-6, no clipping, batches of similar length as fairseq makes them; `train_examples: N` trains on N examples drawn once (seeded by
 `subsample_seed`, the same for every run seed), the paper's low-resource setting.
 
 Metrics are GLUE's (llmlab.metrics.glue) on the whole dev set, computed on the model at the end of
@@ -48,6 +48,7 @@ class Glue(BatchedTask):
     epochs: float = 10.0               # scripts: --max-epoch 10
     learning_rate: float | None = None  # null: the release's per-task LR (llmlab.data.glue.SUBSETS)
     batch_size: int | None = None       # null: the release's per-task MAX_SENTENCES
+    group_by_length: bool = True       # fairseq's length-sorted batches (as the release trains); false: random batches
     eval_batch_size: int = 64
     eval_each_epoch: bool = True       # score dev after each epoch: the release's best-checkpoint numbers beside
     training: dict = field(default_factory=dict)  # other FineTuneSettings (warmup_ratio, weight_decay, ...)
@@ -66,6 +67,14 @@ class Glue(BatchedTask):
     def check_data(self) -> None:
         if self.data_dir is not None:
             data.check_local(self.data_dir, self.spec)
+
+    def check_model(self, spec: dict) -> None:
+        super().check_model(spec)
+        kind = (spec or {}).get("kind") or "causal"
+        if kind not in ("encoder", "classifier"):
+            raise UserError(f"task glue fine-tunes an encoder with a classification head; model {spec.get('name')} "
+                            f"is model.kind={kind}. Use an encoder: model=minilm-l6, model=roberta-large, or "
+                            f"model=hf model.path=<dir or hub id> model.kind=encoder.")
 
     # -- tokenizing and batching --------------------------------------------------------------
     def encode(self, tok, examples: list[dict]) -> list[dict]:
@@ -86,6 +95,16 @@ class Glue(BatchedTask):
         dtype = torch.float32 if self.spec.regression else torch.long
         out["labels"] = torch.tensor([r["labels"] for r in rows], dtype=dtype, device=device)
         return out
+
+    def batch_groups(self, rows: list[dict], size: int, gen: torch.Generator) -> list[list[int]] | None:
+        """fairseq's batching (the release trains with it): examples sorted by length, ties in a random order
+        (SortDataset sort_order [shuffle, sizes]), cut into batches once; the batches' order is shuffled every
+        epoch. None when `group_by_length` is off."""
+        if not self.group_by_length:
+            return None
+        tiebreak = torch.randperm(len(rows), generator=gen).tolist()
+        order = sorted(range(len(rows)), key=lambda i: (len(rows[i]["input_ids"]), tiebreak[i]))
+        return [order[i:i + size] for i in range(0, len(order), size)]
 
     def loss_fn(self, model, batch: dict) -> torch.Tensor:
         """Per-example loss: cross-entropy, or squared error for regression (STS-B)."""
@@ -119,10 +138,16 @@ class Glue(BatchedTask):
         gen = torch.Generator().manual_seed(ctx.seed)
         steps_per_epoch = (len(rows) + s.batch_size - 1) // s.batch_size
 
+        groups = self.batch_groups(rows, s.batch_size, gen)
+
         def epoch_batches(epoch: int):
-            order = torch.randperm(len(rows), generator=gen).tolist()
-            for i in range(0, len(order), s.batch_size):
-                yield self.collate([rows[j] for j in order[i:i + s.batch_size]], self.pad_id, device)
+            if groups is None:  # random batches, reshuffled every epoch
+                order = torch.randperm(len(rows), generator=gen).tolist()
+                batches = [order[i:i + s.batch_size] for i in range(0, len(order), s.batch_size)]
+            else:  # the length-sorted batches, in a new order every epoch
+                batches = [groups[i] for i in torch.randperm(len(groups), generator=gen).tolist()]
+            for batch in batches:
+                yield self.collate([rows[j] for j in batch], self.pad_id, device)
 
         per_epoch: list[dict] = []
 
@@ -169,10 +194,14 @@ class Glue(BatchedTask):
         return preds, loss
 
     def dev_scores(self, dev: list[dict]) -> dict[str, float]:
-        preds, loss = [], 0.0
-        for i in range(0, len(dev), self.eval_batch_size):
-            p, l = self.predict(dev[i:i + self.eval_batch_size])
-            preds += p
+        """GLUE metrics and mean loss on `dev` (batched by length for speed; the scores do not depend on it)."""
+        order = sorted(range(len(dev)), key=lambda i: len(dev[i]["text_a"]) + len(dev[i]["text_b"] or ""))
+        preds, loss = [None] * len(dev), 0.0
+        for i in range(0, len(order), self.eval_batch_size):
+            chunk = order[i:i + self.eval_batch_size]
+            p, l = self.predict([dev[j] for j in chunk])
+            for j, v in zip(chunk, p):
+                preds[j] = v
             loss += l
         metrics = self.metrics_of(preds, [e["label"] for e in dev])
         metrics["dev_loss"] = loss / max(len(dev), 1)

@@ -12,10 +12,8 @@ activations of the already-pruned blocks below it. The LM head and embeddings ar
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -40,11 +38,19 @@ class Pruner(Method, WeightTransform):
     prune_m: int = 0
     nsamples: int = 128                   # main.py --nsamples 128
     seqlen: int = 2048                    # model.seqlen in main.py (2048 for LLaMA)
-    calibration_path: str | None = None   # a text file (or a dir of .txt); null: Python stdlib docstrings
+    calibration_path: str | None = None   # a local copy of the source; null: the hub (`text`: Python stdlib docstrings)
+    calibration_source: str = "text"      # llmlab.data.calibration.SOURCES (main.py --calibration; C4 in the papers)
+    calibration_format: str = "icl"       # zero | single | icl | cot (main.py --input_format concat, --rationale)
+    padding_side: str = "left"            # main.py --padding_side left
     seed: int = 0                         # main.py --seed 0
     _facts: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
+        from llmlab.data.calibration import Calibration
+
+        self.calibration = Calibration(source=self.calibration_source, format=self.calibration_format,
+                                       path=self.calibration_path, nsamples=self.nsamples, seqlen=self.seqlen,
+                                       seed=self.seed, padding_side=self.padding_side)
         if not 0 <= self.sparsity < 1:
             raise UserError(f"{self.name}: sparsity={self.sparsity} must be in [0, 1).")
         if (self.prune_n or self.prune_m) and not 0 < self.prune_n < self.prune_m:
@@ -52,10 +58,8 @@ class Pruner(Method, WeightTransform):
                             f"{self.prune_n}:{self.prune_m}.")
 
     def check(self) -> None:
-        if self.needs_calibration and self.calibration_path and not Path(str(self.calibration_path)).exists():
-            raise UserError(f"{self.name}: the calibration text {self.calibration_path} does not exist; give "
-                            f"method.calibration_path=<a .txt file or a directory of .txt files> (e.g. WikiText-2 or "
-                            f"C4 text), or null for the Python standard library's docstrings.")
+        if self.needs_calibration:
+            self.calibration.check()
 
     # -- what each pruner writes --------------------------------------------------------------
     def mask(self, weight: torch.Tensor, stats: SecondMoment | None) -> torch.Tensor:  # pragma: no cover
@@ -68,22 +72,12 @@ class Pruner(Method, WeightTransform):
         w[self.mask(w.float(), stats)] = 0
 
     # -- calibration ------------------------------------------------------------------------------
-    def calibration_windows(self, lm) -> list[torch.Tensor]:
-        if self.calibration_path:
-            path = Path(str(self.calibration_path))
-            files = sorted(path.glob("*.txt")) if path.is_dir() else [path]
-            text = "\n\n".join(f.read_text(encoding="utf-8") for f in files)
-        else:
-            from llmlab.corpus import stdlib_text
+    def calibration_windows(self, lm) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+        """The calibration windows (llmlab.data.calibration) and their attention masks (None: no pads)."""
+        from llmlab.data.calibration import windows
 
-            text = stdlib_text()
-        ids = lm.tokenizer(text, add_special_tokens=False)["input_ids"]
-        seqlen = min(self.seqlen, len(ids) - 1)
-        if seqlen < 16:
-            raise UserError(f"{self.name}: the calibration text has {len(ids)} tokens; it needs at least {self.seqlen + 1}.")
-        rng = random.Random(self.seed)
-        starts = [rng.randint(0, len(ids) - seqlen - 1) for _ in range(self.nsamples)]
-        return [torch.tensor([ids[s:s + seqlen]]) for s in starts]
+        pairs = windows(self.calibration, lm.tokenizer)
+        return [ids for ids, _ in pairs], [None if bool(m.all()) else m for _, m in pairs]
 
     # -- the loop -------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -93,7 +87,7 @@ class Pruner(Method, WeightTransform):
         started = time.perf_counter()
         model = lm.model
         blocks = anatomy.blocks(model)
-        inps = first_block_inputs(lm, self.calibration_windows(lm)) if self.needs_calibration else []
+        inps = first_block_inputs(lm, *self.calibration_windows(lm)) if self.needs_calibration else []
         per_layer, seconds = {}, []
         for b, block in enumerate(progress(blocks, desc=f"{self.name}: pruning", unit="block")):
             t0 = time.perf_counter()
@@ -117,8 +111,10 @@ class Pruner(Method, WeightTransform):
                        "pattern": f"{self.prune_n}:{self.prune_m}" if self.prune_n else "unstructured",
                        "sparsity": total_zero / total, "sparsity_per_layer": per_layer,
                        "seconds_per_block": [round(s, 3) for s in seconds], "seconds": round(time.perf_counter() - started, 2),
-                       "calibration": {"nsamples": self.nsamples, "seqlen": self.seqlen,
-                                       "path": self.calibration_path or "python stdlib docstrings"}}
+                       "calibration": {"source": self.calibration_source, "format": self.calibration_format,
+                                       "nsamples": self.nsamples, "seqlen": self.seqlen,
+                                       "path": self.calibration_path or ("python stdlib docstrings"
+                                                                         if self.calibration_source == "text" else "hub")}}
         return lm
 
     def report(self) -> dict:
