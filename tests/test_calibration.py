@@ -84,3 +84,20 @@ def test_wanda_calibrates_on_gsm8k_from_the_config_group(tmp_path, llmlab_inproc
     info = json.loads(next(outputs.rglob("results.json")).read_text())["method_info"]
     assert info["calibration"]["source"] == "gsm8k" and info["calibration"]["format"] == "single"
     assert 0.5 <= info["sparsity"] < 0.51
+
+
+def test_a_prune_is_cached_and_reused_by_the_next_task(tmp_path, llmlab_inproc, outputs, monkeypatch):
+    monkeypatch.setenv("LLMLAB_CACHE", str(tmp_path / "cache"))
+    common = ("method=wanda", "model=tiny-llama", "calibration=text", "calibration.nsamples=2", "calibration.seqlen=32",
+              "task=perplexity", "logger=none")
+    for tokens in (128, 256):  # two different tasks (budgets) on the same pruned model
+        code, out, err = llmlab_inproc(*common, f"task.max_tokens={tokens}")
+        assert code == 0, err
+    infos = sorted((json.loads(p.read_text()) for p in outputs.rglob("results.json")), key=lambda r: r["finished"])
+    first, second = (r["method_info"] for r in infos)
+    assert first["reused"] is False and second["reused"] is True and first["checkpoint"] == second["checkpoint"]
+    assert second["sparsity"] == first["sparsity"] and second["sparsity_per_layer"] == first["sparsity_per_layer"]
+    code, out, err = llmlab_inproc(*common, "task.max_tokens=128", "calibration.seed=1")  # other windows: pruned anew
+    assert code == 0, err
+    third = max((json.loads(p.read_text()) for p in outputs.rglob("results.json")), key=lambda r: r["finished"])
+    assert third["method_info"]["reused"] is False and third["method_info"]["checkpoint"] != first["checkpoint"]

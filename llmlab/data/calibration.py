@@ -90,6 +90,24 @@ class Calibration:
         if self.padding_side not in ("left", "right"):
             raise UserError(f"calibration.padding_side={self.padding_side!r}; use left or right.")
 
+    def identity(self) -> dict:
+        """What decides the windows: the settings and the data (a local copy's content hash, or the hub name)."""
+        import hashlib
+
+        data: str = f"hub:{_hub_name(self.source)}" if self.source in HUB else self.source
+        if self.path:
+            path = Path(str(self.path)).expanduser()
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            digest = hashlib.sha256()
+            for f in files:
+                digest.update(f.name.encode())
+                digest.update(f.read_bytes())
+            data = digest.hexdigest()[:16]
+        elif self.source == "text":
+            data = "python stdlib docstrings"
+        return {"source": self.source, "format": self.format, "nsamples": self.nsamples, "seqlen": self.seqlen,
+                "seed": self.seed, "padding_side": self.padding_side, "data": data}
+
     def check(self) -> None:
         """Before any model loads: a local path that does not exist."""
         if self.path and not Path(str(self.path)).expanduser().exists():

@@ -3,6 +3,7 @@
 - `prompt_target_ids`: ids of `prompt + " " + target` and the prompt's length (EasyEdit's split).
 - `argmax_on_targets`: teacher-forced argmax tokens at the target positions, with the gold ids.
 - `generate_answers`: the first non-blank line of each prompt's greedy continuation.
+- `target_nll`: the mean negative log-likelihood per target token, teacher-forced.
 
 Rows are batched with left padding; only the positions read go through the LM head (a 262k
 vocabulary head over every position costs more than the layers on short prompts).
@@ -55,6 +56,31 @@ def argmax_on_targets(lm, pairs: list[tuple[str, str]], chat: bool = False) -> l
             predicted = logits[b, keep - 1 - spans[b]:keep - 1].argmax(-1).tolist()
             results[i] = (predicted, rows[i][0][rows[i][1]:])
     return results
+
+
+@torch.no_grad()
+def target_nll(lm, pairs: list[tuple[str, str]]) -> list[float | None]:
+    """Mean negative log-likelihood (nats per token) of each target after its prompt (`prompt + " " + target`,
+    teacher-forced); None when the target has no tokens left after truncation."""
+    rows = []
+    for prompt, target in pairs:
+        ids, n = prompt_target_ids(lm.tokenizer, prompt, target)
+        cut = max(0, len(ids) - lm.max_length)
+        rows.append((ids[cut:], max(1, n - cut)))
+    out: list[float | None] = [None] * len(pairs)
+    scored = [i for i, (ids, n) in enumerate(rows) if n < len(ids)]
+    for start in range(0, len(scored), BATCH):
+        chunk = scored[start:start + BATCH]
+        ids, mask, positions = padded([rows[i][0] for i in chunk], pad_id(lm.tokenizer), lm.device, side="left")
+        spans = [len(rows[i][0]) - rows[i][1] for i in chunk]
+        keep = max(spans) + 1
+        logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        for b, i in enumerate(chunk):
+            gold = torch.tensor(rows[i][0][rows[i][1]:], device=logp.device)
+            scores = logp[b, keep - 1 - spans[b]:keep - 1].gather(-1, gold[:, None]).squeeze(-1)
+            out[i] = float(-scores.mean())
+    return out
 
 
 def has_answer_line(text: str) -> bool:

@@ -43,6 +43,7 @@ class Pruner(Method, WeightTransform):
     calibration_format: str = "icl"       # zero | single | icl | cot (main.py --input_format concat, --rationale)
     padding_side: str = "left"            # main.py --padding_side left
     seed: int = 0                         # main.py --seed 0
+    cache: bool = True                    # reuse the pruned weights of an identical earlier prune
     _facts: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
@@ -80,8 +81,30 @@ class Pruner(Method, WeightTransform):
         return [ids for ids, _ in pairs], [None if bool(m.all()) else m for _, m in pairs]
 
     # -- the loop -------------------------------------------------------------------------------------
-    @torch.no_grad()
     def prepare(self, lm, ctx):
+        """Prune once per (model, pruner settings, calibration data): the pruned weights are cached by that
+        signature (llmlab.training.train_once), so the tasks of one table reuse them; `cache: false` prunes anew."""
+        if not self.cache:
+            self._facts = {**self.prune(lm), "reused": False}
+            return lm
+        from llmlab.training import train_once
+        from llmlab.training.cache import base_identity
+
+        inputs = {"base": base_identity(lm), "pruner": self.name, "sparsity": self.sparsity,
+                  "pattern": [self.prune_n, self.prune_m], "settings": self.settings(),
+                  "calibration": self.calibration.identity() if self.needs_calibration else None}
+        history, reused, ckpt = train_once(ctx, lm, f"pruned-{self.name}", inputs, lambda: [self.prune(lm)],
+                                           use_cache=self.cache)
+        self._facts = {**history[0], "reused": reused, "checkpoint": str(ckpt.path)}
+        return lm
+
+    def settings(self) -> dict:
+        """The pruner's own settings beyond sparsity and calibration (SparseGPT: blocksize, damping)."""
+        return {}
+
+    @torch.no_grad()
+    def prune(self, lm) -> dict:
+        """Prune `lm` in place, block by block; return the facts (sparsity reached, seconds per block)."""
         from llmlab.progress import progress
 
         started = time.perf_counter()
@@ -107,7 +130,7 @@ class Pruner(Method, WeightTransform):
             seconds.append(time.perf_counter() - t0)
         total_zero = sum(int((m.weight == 0).sum()) for blk in blocks for m in anatomy.linears(blk).values())
         total = sum(m.weight.numel() for blk in blocks for m in anatomy.linears(blk).values())
-        self._facts = {"family": self.family, "pruner": self.name, "target_sparsity": self.sparsity,
+        return {"family": self.family, "pruner": self.name, "target_sparsity": self.sparsity,
                        "pattern": f"{self.prune_n}:{self.prune_m}" if self.prune_n else "unstructured",
                        "sparsity": total_zero / total, "sparsity_per_layer": per_layer,
                        "seconds_per_block": [round(s, 3) for s in seconds], "seconds": round(time.perf_counter() - started, 2),
@@ -115,7 +138,6 @@ class Pruner(Method, WeightTransform):
                                        "nsamples": self.nsamples, "seqlen": self.seqlen,
                                        "path": self.calibration_path or ("python stdlib docstrings"
                                                                          if self.calibration_source == "text" else "hub")}}
-        return lm
 
     def report(self) -> dict:
         return dict(self._facts)

@@ -23,6 +23,9 @@ class SparseGPT(Pruner):
     blocksize: int = 128      # lib/sparsegpt.py fasterprune(blocksize=128)
     percdamp: float = 0.01    # lib/sparsegpt.py fasterprune(percdamp=.01)
 
+    def settings(self) -> dict:
+        return {"blocksize": self.blocksize, "percdamp": self.percdamp}
+
     def prune_linear(self, linear, stats):
         W = linear.weight.data.clone().float()
         cols = W.shape[1]
