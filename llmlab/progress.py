@@ -48,6 +48,11 @@ def line(desc: str, done: int, total: int | None, unit: str, elapsed: float) -> 
     rate = done / elapsed if elapsed > 0 else 0.0
     if total:
         left = (total - done) / rate if rate > 0 else float("nan")
-        return (f"{desc}: {done}/{total} {unit}s ({100 * done / total:.0f}%), {elapsed:.0f} s elapsed, "
+        return (f"{desc}: {done}/{total} {plural(unit)} ({100 * done / total:.0f}%), {elapsed:.0f} s elapsed, "
                 f"~{left:.0f} s left")
-    return f"{desc}: {done} {unit}s, {elapsed:.0f} s elapsed ({rate:.2f} {unit}/s)"
+    return f"{desc}: {done} {plural(unit)}, {elapsed:.0f} s elapsed ({rate:.2f} {unit}/s)"
+
+
+def plural(unit: str) -> str:
+    """"batch" -> "batches", "example" -> "examples"."""
+    return unit + ("es" if unit.endswith(("s", "x", "ch", "sh")) else "s")

@@ -105,9 +105,7 @@ def fine_tune(model, loss_fn: Callable[[object, dict], torch.Tensor], epochs: Ca
     s = settings
     total = max(1, int(math.ceil(s.epochs * steps_per_epoch)))  # updates (a batch is one update; grad_accum splits it)
     base = base_optimizer(model, s)
-    opt = method.optimizer(model, base) if isinstance(method, Optimization) else base
-    if isinstance(method, Optimization) and hasattr(opt, "gen"):
-        opt.gen.manual_seed(seed)
+    opt = method.optimizer(model, base, seed=seed) if isinstance(method, Optimization) else base
     two_pass = getattr(opt, "two_pass", False)
     scheduler = schedule(base, s, total)
     device_type = next(model.parameters()).device.type
@@ -138,7 +136,7 @@ def fine_tune(model, loss_fn: Callable[[object, dict], torch.Tensor], epochs: Ca
     for epoch in range(n_epochs):
         limit = steps_per_epoch if epoch + 1 <= s.epochs else int(round((s.epochs - epoch) * steps_per_epoch))
         batches = (b for i, b in zip(range(limit), epochs(epoch)))
-        for batch in progress(batches, desc=f"{stage} epoch {epoch + 1}/{n_epochs}", unit="batch", total=limit):
+        for batch in progress(batches, desc=f"{stage} epoch {epoch + 1}/{n_epochs}", unit="update", total=limit):
             loss, before = backward(batch, per_example=two_pass and opt.selects_examples)
             if two_pass:
                 lr = base.param_groups[0]["lr"]

@@ -62,9 +62,10 @@ class SAM(Method, Optimization):
                             f"Fisher-mask refreshes; the release uses 100).")
         self.unmasked = tuple(self.unmasked)
 
-    def optimizer(self, model, base) -> "SharpnessAwareStep":
-        """The two-pass optimizer around the task's base optimizer (its param_groups and state)."""
-        return SharpnessAwareStep(self, model, base)
+    def optimizer(self, model, base, seed: int = 0) -> "SharpnessAwareStep":
+        """The two-pass optimizer around the task's base optimizer (its param_groups and state); `seed`
+        drives the variant's own draws (ESAM's parameter choice)."""
+        return SharpnessAwareStep(self, model, base, seed)
 
     # -- the rule of this variant ---------------------------------------------------------------
     def rho_at(self, lr: float, peak_lr: float) -> float:
@@ -85,14 +86,20 @@ class SAM(Method, Optimization):
     def combine(self, opt: "SharpnessAwareStep") -> None:
         """After the second pass: turn the gradients at w + e(w) into the update direction (GSAM)."""
 
+    @property
+    def label(self) -> str:
+        """FSAM, FASAM, ESAM, ... as the paper names the variant."""
+        base = {"esam": "ESAM", "gsam": "GSAM"}.get(self.name, "ASAM" if self.adaptive else "SAM")
+        return ("F" if self.fisher_mask else "") + base
+
     def report(self) -> dict[str, Any]:
-        return dict(self._facts)
+        return {"optimizer": self.label, **self._facts} if self._facts else {}
 
     def summary(self) -> str | None:
         f = self._facts
         if not f:
             return None
-        text = f"{self.name}: {f.get('steps', 0)} two-pass steps, rho {f.get('rho_last', self.rho):.3g}"
+        text = f"{self.label}: {f.get('steps', 0)} two-pass steps, rho {f.get('rho_last', self.rho):.3g}"
         if self.fisher_mask:
             text += (f"; Fisher mask refreshed {f.get('mask_refreshes', 0)}x, keeps "
                      f"{100 * (1 - (f.get('mask_sparsity') or 0)):.1f} % of {f.get('masked_weights', 0):,} weights")
