@@ -34,17 +34,10 @@ def pair_ids(lm, prompt: str, target: str, chat: bool) -> tuple[list[int], int]:
     return prompt_target_ids(lm.tokenizer, prompt, target)
 
 
-@torch.no_grad()
-def argmax_on_targets(lm, pairs: list[tuple[str, str]], chat: bool = False) -> list[tuple[list[int], list[int]]]:
-    """Teacher-forced argmax predictions at the target positions, and the gold target ids, for each
-    (prompt, target) pair. Pairs are batched with left padding, so every row's target ends at the
-    last column and only the last (longest target + 1) positions go through the LM head."""
-    rows = []
-    for prompt, target in pairs:
-        ids, n = pair_ids(lm, prompt, target, chat)
-        cut = max(0, len(ids) - lm.max_length)
-        rows.append((ids[cut:], max(0, n - cut)))
-    results: list[tuple[list[int], list[int]]] = [([], []) for _ in pairs]
+def _teacher_forced(lm, rows: list[tuple[list[int], int]]):
+    """For each row (ids, prompt length) with target tokens: (row index, the logits predicting the target
+    tokens, the target ids). Rows are batched with left padding, so every row's target ends at the last
+    column and only the last (longest target + 1) positions go through the LM head."""
     scored = [i for i, (ids, n) in enumerate(rows) if 0 < n < len(ids)]
     for start in range(0, len(scored), BATCH):
         chunk = scored[start:start + BATCH]
@@ -53,33 +46,34 @@ def argmax_on_targets(lm, pairs: list[tuple[str, str]], chat: bool = False) -> l
         keep = max(spans) + 1
         logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
         for b, i in enumerate(chunk):
-            predicted = logits[b, keep - 1 - spans[b]:keep - 1].argmax(-1).tolist()
-            results[i] = (predicted, rows[i][0][rows[i][1]:])
+            yield i, logits[b, keep - 1 - spans[b]:keep - 1], rows[i][0][rows[i][1]:]
+
+
+def _truncated(ids: list[int], n: int, max_length: int) -> tuple[list[int], int]:
+    cut = max(0, len(ids) - max_length)
+    return ids[cut:], max(0, n - cut)
+
+
+@torch.no_grad()
+def argmax_on_targets(lm, pairs: list[tuple[str, str]], chat: bool = False) -> list[tuple[list[int], list[int]]]:
+    """Teacher-forced argmax predictions at the target positions, and the gold target ids, for each
+    (prompt, target) pair."""
+    rows = [_truncated(*pair_ids(lm, prompt, target, chat), lm.max_length) for prompt, target in pairs]
+    results: list[tuple[list[int], list[int]]] = [([], []) for _ in pairs]
+    for i, logits, gold in _teacher_forced(lm, rows):
+        results[i] = (logits.argmax(-1).tolist(), gold)
     return results
 
 
 @torch.no_grad()
 def target_nll(lm, pairs: list[tuple[str, str]]) -> list[float | None]:
     """Mean negative log-likelihood (nats per token) of each target after its prompt (`prompt + " " + target`,
-    teacher-forced); None when the target has no tokens left after truncation."""
-    rows = []
-    for prompt, target in pairs:
-        ids, n = prompt_target_ids(lm.tokenizer, prompt, target)
-        cut = max(0, len(ids) - lm.max_length)
-        rows.append((ids[cut:], max(1, n - cut)))
+    teacher-forced); None when no target token is left after truncation."""
+    rows = [_truncated(*prompt_target_ids(lm.tokenizer, prompt, target), lm.max_length) for prompt, target in pairs]
     out: list[float | None] = [None] * len(pairs)
-    scored = [i for i, (ids, n) in enumerate(rows) if n < len(ids)]
-    for start in range(0, len(scored), BATCH):
-        chunk = scored[start:start + BATCH]
-        ids, mask, positions = padded([rows[i][0] for i in chunk], pad_id(lm.tokenizer), lm.device, side="left")
-        spans = [len(rows[i][0]) - rows[i][1] for i in chunk]
-        keep = max(spans) + 1
-        logits = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+    for i, logits, gold in _teacher_forced(lm, rows):
         logp = torch.log_softmax(logits.float(), dim=-1)
-        for b, i in enumerate(chunk):
-            gold = torch.tensor(rows[i][0][rows[i][1]:], device=logp.device)
-            scores = logp[b, keep - 1 - spans[b]:keep - 1].gather(-1, gold[:, None]).squeeze(-1)
-            out[i] = float(-scores.mean())
+        out[i] = float(-logp.gather(-1, torch.tensor(gold, device=logp.device)[:, None]).mean())
     return out
 
 

@@ -19,7 +19,6 @@ AdamW and says `two_pass`); otherwise AdamW alone. The model computes per-exampl
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from dataclasses import dataclass
@@ -49,12 +48,9 @@ class FineTuneSettings:
 
     @classmethod
     def from_dict(cls, values: dict | None, where: str) -> "FineTuneSettings":
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(values) - known)
-        if bad:
-            raise UserError(f"{where}: unknown fine-tuning setting(s) {', '.join(bad)}; known: {', '.join(sorted(known))}.")
-        settings = cls(**values)
+        from llmlab.training.trainers import checked
+
+        settings = checked(cls, values, where)
         if settings.schedule not in ("polynomial", "constant"):
             raise UserError(f"{where}: schedule={settings.schedule!r}; use polynomial (fairseq polynomial_decay) or constant.")
         return settings

@@ -53,15 +53,20 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, values: dict | None, where: str) -> "TrainSettings":
-        values = dict(values or {})
-        known = {f.name for f in dataclasses.fields(cls)}
-        bad = sorted(set(values) - known)
-        if bad:
-            raise UserError(f"{where}: unknown training setting(s) {', '.join(bad)}; known: {', '.join(sorted(known))}.")
-        return cls(**values)
+        return checked(cls, values, where)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def checked(cls, values: dict | None, where: str):
+    """A settings dataclass from a config dict; an unknown key is refused naming the known ones."""
+    values = dict(values or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(values) - known)
+    if bad:
+        raise UserError(f"{where}: unknown setting(s) {', '.join(bad)}; known: {', '.join(sorted(known))}.")
+    return cls(**values)
 
 
 def uses_chat(lm, chat: bool) -> bool:
