@@ -16,7 +16,7 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
   rows      config path naming a row: a group name (method, model, task) means the group
             choice; any other dotted path is looked up in the resolved config
   columns   a list of metric names, or {by: <config path>, metric: <name>}
-  labels    {column: display name};   where {path: value} filter;   group_by [paths]
+  labels    {column or row: display name};   where {path: value} filter;   group_by [paths]
   scale     multiply metrics;   format  e.g. ".2f";   reported  the paper's numbers
   over      a config path whose values repeat one cell (seed): the cell shows mean ± sample std;
             repeats  how many a full cell has (fewer is marked "(n=k)");  average  the name of a
@@ -353,7 +353,7 @@ def render_markdown(spec: dict, table: dict) -> str:
     head = [spec["rows"]] + [str(labels.get(c, c)) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table["rows"]:
-        lines.append("| " + " | ".join([row] + [cell_text(spec, table, row, c) for c in cols]) + " |")
+        lines.append("| " + " | ".join([str(labels.get(row, row))] + [cell_text(spec, table, row, c) for c in cols]) + " |")
     return "\n".join(lines)
 
 
@@ -448,7 +448,7 @@ def to_latex(spec: dict, tables: list[dict]) -> str:
                 if paper is not None:
                     text += f" ({format(paper, fmt)})"
                 cells.append(text)
-            out.append(" & ".join([_tex(row)] + cells) + " \\\\")
+            out.append(" & ".join([_tex(labels.get(row, row))] + cells) + " \\\\")
         out.append("\\bottomrule\\end{tabular}")
         out.append(f"\\caption{{{_tex(spec['experiment_name'])}: {_tex(caption)}; paper in parentheses}}")
         out.append("\\end{table}\n")

@@ -188,7 +188,7 @@ def test_table_mean_std_over_seeds_and_average_column(tmp_path):
     (conf / "demo.yaml").write_text(
         "experiment_name: demo\n"
         "table:\n  rows: method\n  columns: {by: task, metric: score}\n  over: seed\n  repeats: 3\n"
-        "  average: avg\n  format: '.2f'\n")
+        "  average: avg\n  format: '.2f'\n  labels: {none: AdamW (none)}\n")
     root = tmp_path / "outputs"
 
     def res(method, task, seed, score, finished="2026-01-01T00:00:00"):
@@ -209,5 +209,6 @@ def test_table_mean_std_over_seeds_and_average_column(tmp_path):
     assert cola == "12.00 ± 2.00"                  # seeds 1-3; the older seed-3 re-run (99) is not averaged in
     assert stsb == "24.00 ± 5.29"
     assert avg == "18.00 ± 3.61"                   # per-seed averages 15, 17, 22
-    assert lines["none"][0].strip() == "5.00 ± 0.00 (n=1)" and lines["none"][2].strip() == "–"  # no stsb: no average
+    assert "none" not in lines                     # row labels apply to rows too
+    assert lines["AdamW (none)"][0].strip() == "5.00 ± 0.00 (n=1)" and lines["AdamW (none)"][2].strip() == "–"  # no stsb: no average
     assert "mean ± sample std over seed" in md and "cell (sam, cola) seed=3: 2 results" in md

@@ -165,7 +165,8 @@ class Glue(BatchedTask):
                       "train_seconds": round(run["train_seconds"], 2), "two_pass": run["two_pass"],
                       "train_examples_per_s": round(run["updates"] * s.batch_size / max(run["train_seconds"], 1e-9), 2),
                       "settings": s.__dict__, "per_epoch": per_epoch}
-        path = plot_losses({f"{self.subset} ({type(method).__name__})": run["history"]}, ctx.path("train_loss.png"),
+        optimizer = getattr(method, "label", type(method).__name__) if isinstance(method, Optimization) else "AdamW"
+        path = plot_losses({f"{self.subset} ({optimizer})": run["history"]}, ctx.path("train_loss.png"),
                            title=f"GLUE {self.subset}: training loss")
         if path:
             ctx.add_artifact(path)
