@@ -68,6 +68,7 @@ class LmEval(Task):
     batch_size: int = 8              # lm-eval --batch_size
     apply_chat_template: bool = False  # lm-eval --apply_chat_template
     samples: bool = True             # record lm-eval's per-document samples as the predictions
+    limit: int | None = None         # documents per lm-eval task, for this task only; null: the run's `limit`
 
     @property
     def main_metric(self) -> str | None:  # type: ignore[override]
@@ -131,9 +132,10 @@ class LmEval(Task):
             directory = self.materialize(ctx.path("lm_eval_tasks"))
             manager = TaskManager(include_path=str(directory), include_defaults=bool(self.builtin))
             wrapped = HFLM(pretrained=lm.model, tokenizer=lm.tokenizer, batch_size=self.batch_size)
+        limit = self.limit if self.limit is not None else ctx.limit
         with ctx.timer("evaluate/examples"):
             out = lm_eval.simple_evaluate(model=wrapped, tasks=list(self.tasks), num_fewshot=self.num_fewshot,
-                                          limit=ctx.limit, task_manager=manager, log_samples=self.samples,
+                                          limit=limit, task_manager=manager, log_samples=self.samples,
                                           apply_chat_template=self.apply_chat_template, batch_size=self.batch_size)
         metrics, per_task = self.read_results(out)
         predictions = [self.sample_row(task, s) for task, rows in (out.get("samples") or {}).items() for s in rows]
@@ -141,7 +143,7 @@ class LmEval(Task):
                 "limit_means": self.limit_means, "items": len(predictions), "task_dir": str(directory),
                 "cli": f"lm_eval --model hf --model_args pretrained=<model dir> --tasks {','.join(self.tasks)} "
                        f"--include_path {directory} --batch_size {self.batch_size}"
-                       + (f" --limit {ctx.limit}" if ctx.limit else "")
+                       + (f" --limit {limit}" if limit else "")
                        + (f" --num_fewshot {self.num_fewshot}" if self.num_fewshot is not None else "")}
         return Scores(metrics=metrics, predictions=predictions, main_metric=self.main_metric, info=info)
 
