@@ -64,8 +64,10 @@ def base_optimizer(model, s: FineTuneSettings) -> torch.optim.Optimizer:
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in params if not no_decay(n)], "weight_decay": s.weight_decay},
               {"params": [p for n, p in params if no_decay(n)], "weight_decay": 0.0}]
+    # fused: one kernel over all tensors (CPU and CUDA, torch >= 2.4), as Trainer's default adamw_torch_fused
+    fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for _, p in params)
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=s.learning_rate,
-                             betas=(s.adam_beta1, s.adam_beta2), eps=s.adam_eps)
+                             betas=(s.adam_beta1, s.adam_beta2), eps=s.adam_eps, fused=fused or None)
 
 
 def schedule(optimizer, s: FineTuneSettings, total: int):
