@@ -46,7 +46,7 @@ def main() -> None:
     spec = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / f"{args.model}.yaml"))
     model_dir = embedded.converted_dir(spec)  # the directory llmlab loads the embedded model from
     work = Path(tempfile.mkdtemp(prefix="bench_lm_eval_"))
-    env = dict(os.environ, LLMLAB_OUTPUTS=str(work / "llmlab"), TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     ours_cmd = [str(BIN / "llmlab"), "run", "method=none", f"model={args.model}", "task=lm_eval",
                 "task.tasks=[esnli_local]", f"task.data.esnli={Path(args.esnli).resolve()}",
                 f"task.batch_size={args.batch_size}", f"limit={args.limit}", "logger=none"]
@@ -56,15 +56,16 @@ def main() -> None:
         # the CLI reads the task directory the first llmlab run wrote, so llmlab goes first on even repeats
         order = ["llmlab", "lm_eval CLI"] if rep % 2 == 0 else ["lm_eval CLI", "llmlab"]
         for who in order:
-            if who == "llmlab":
-                times[who].append(timed(ours_cmd, env))
-                latest = max((work / "llmlab").rglob("results.json"), key=lambda p: p.stat().st_mtime)
+            if who == "llmlab":  # a fresh output root each time: llmlab skips a run whose result exists
+                root = work / f"llmlab{rep}"
+                times[who].append(timed(ours_cmd, dict(env, LLMLAB_OUTPUTS=str(root))))
+                latest = next(root.rglob("results.json"))
                 results[who] = json.loads(latest.read_text())
                 task_dir = results[who]["info"]["task_dir"]
             else:
                 out = work / f"cli{rep}"
                 cli = [str(BIN / "lm_eval"), "run", "--model", "hf", "--model_args",
-                       f"pretrained={model_dir},dtype=float32,device=cpu", "--tasks", "esnli_local", "--include_path",
+                       f"pretrained={model_dir},dtype=float32", "--device", "cpu", "--tasks", "esnli_local", "--include_path",
                        task_dir, "--limit", str(args.limit), "--batch_size", str(args.batch_size), "--output_path", str(out)]
                 times[who].append(timed(cli, env))
                 results[who] = json.loads(next(out.rglob("results_*.json")).read_text())
