@@ -21,6 +21,8 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
   over      a config path whose values repeat one cell (seed): the cell shows mean ± sample std;
             repeats  how many a full cell has (fewer is marked "(n=k)");  average  the name of a
             column holding the mean of the row's other columns (per repeat, then mean ± std)
+  reference {path: value}: results matching it are a row of every group (the dense model beside each
+            pruner's block) instead of a group of their own
   plot      {x: <config path>, y: <metric>, line: <config path>, where: {...}}: a line plot PNG
             of all the experiment's results (the table's `where` does not apply to it)
 
@@ -193,6 +195,7 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
     sweep = spec.get("sweep") or {}
     where = spec.get("where") or {}
     over = spec.get("over")  # a config path whose values are repeats of one cell (seed): mean ± std
+    reference = spec.get("reference") or {}  # {path: value}: results shown as a row of every group (dense model)
     groups: dict[tuple, dict] = {}
 
     def table_for(gkey: tuple) -> dict:
@@ -214,8 +217,8 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
             table_for(tuple(combo))
     for gkey in _reported_groups(spec.get("reported") or {}, len(group_by)):  # the paper's models show too
         table_for(gkey)
-    for res in sorted(results, key=lambda r: r.get("finished", "")):
-        table = table_for(tuple(key(lookup(res, g)) for g in group_by))
+
+    def add(table: dict, res: dict) -> None:
         row = key(lookup(res, row_path))
         if row not in table["rows"]:
             table["rows"].append(row)
@@ -231,6 +234,19 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
             rep = key(lookup(res, over)) if over else ""
             table["samples"].setdefault((row, col), {})[rep] = float(value) * scale  # newest wins per repeat
             table["sources"].setdefault((row, col), []).append(res)
+
+    references = []
+    for res in sorted(results, key=lambda r: r.get("finished", "")):
+        if reference and all(_same(lookup(res, k), v) for k, v in reference.items()):
+            references.append(res)
+            continue
+        add(table_for(tuple(key(lookup(res, g)) for g in group_by)), res)
+    for res in references:  # a reference row (the dense model) in every group it matches outside `reference`
+        own = tuple(key(lookup(res, g)) for g in group_by)
+        matching = [t for gkey, t in groups.items()
+                    if all(g in reference or mine == theirs for g, mine, theirs in zip(group_by, own, gkey))]
+        for table in matching or [table_for(own)]:
+            add(table, res)
     for table in groups.values():
         _summarize_repeats(table, spec)
         table["conflicts"] = []

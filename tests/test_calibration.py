@@ -70,6 +70,8 @@ def test_bad_calibration_settings_name_the_fix(tmp_path):
         Calibration(source="c5")
     with pytest.raises(UserError, match="needs rationales"):
         Calibration(source="svamp", format="cot")
+    with pytest.raises(UserError, match=r"calibration=none \(no calibration data\) is for .*method=none"):
+        Calibration(source="none")  # the dense reference row's choice: a calibrating pruner refuses it
     with pytest.raises(UserError) as err:
         Calibration(source="gsm8k", path=str(tmp_path / "missing.jsonl")).check()
     assert "missing.jsonl does not exist" in str(err.value) and "gsm8k" in str(err.value)

@@ -212,3 +212,27 @@ def test_table_mean_std_over_seeds_and_average_column(tmp_path):
     assert "none" not in lines                     # row labels apply to rows too
     assert lines["AdamW (none)"][0].strip() == "5.00 ± 0.00 (n=1)" and lines["AdamW (none)"][2].strip() == "–"  # no stsb: no average
     assert "mean ± sample std over seed" in md and "cell (sam, cola) seed=3: 2 results" in md
+
+
+def test_reference_row_in_every_group(tmp_path):
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text(
+        "experiment_name: demo\n"
+        "table:\n  rows: calibration\n  columns: [ppl]\n  group_by: [method, model]\n"
+        "  reference: {method: none}\n  labels: {none: dense}\n  format: '.1f'\n")
+    root = tmp_path / "outputs"
+
+    def res(method, calibration, model, ppl):
+        return {"status": "complete", "signature": f"{method}{calibration}{model}", "experiment_name": "demo",
+                "choices": {"method": method, "calibration": calibration, "model": model}, "config": {},
+                "metrics": {"ppl": ppl}, "finished": "2026-01-01T00:00:00"}
+
+    for n, r in enumerate([res("wanda", "c4", "m1", 9.0), res("sparsegpt", "c4", "m1", 8.0), res("wanda", "c4", "m2", 7.0),
+                           res("none", "none", "m1", 5.0)]):
+        record.write_json(root / str(n) / "results.json", r)
+    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    blocks = md.split("## ")[1:]
+    assert [b.splitlines()[0] for b in blocks] == ["method = sparsegpt, model = m1", "method = wanda, model = m1",
+                                                    "method = wanda, model = m2"]  # no block of its own for none
+    assert all("| dense | 5.0 |" in b for b in blocks[:2]) and "dense" not in blocks[2]  # m2 has no dense result

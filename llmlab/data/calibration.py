@@ -77,6 +77,10 @@ class Calibration:
     padding_side: str = "left"    # main.py --padding_side left
 
     def __post_init__(self):
+        if self.source == "none":
+            raise UserError("calibration=none (no calibration data) is for the rows that need none: method=none (the "
+                            "dense model) and magnitude pruning. Wanda and SparseGPT calibrate: choose a source, "
+                            f"calibration=<{'|'.join(SOURCES)}>.")
         if self.source not in SOURCES:
             raise UserError(f"calibration.source={self.source!r} is not a calibration source; use one of "
                             f"{', '.join(SOURCES)}.")
