@@ -95,11 +95,16 @@ def test_a_prune_is_cached_and_reused_by_the_next_task(tmp_path, llmlab_inproc, 
     for tokens in (128, 256):  # two different tasks (budgets) on the same pruned model
         code, out, err = llmlab_inproc(*common, f"task.max_tokens={tokens}")
         assert code == 0, err
-    infos = sorted((json.loads(p.read_text()) for p in outputs.rglob("results.json")), key=lambda r: r["finished"])
-    first, second = (r["method_info"] for r in infos)
+    def info_of(tokens: int, seed: int = 0) -> dict:  # by config: `finished` has one-second resolution, too coarse here
+        found = [r for r in map(lambda p: json.loads(p.read_text()), outputs.rglob("results.json"))
+                 if r["config"]["task"]["max_tokens"] == tokens and r["config"]["method"]["seed"] == seed]
+        assert len(found) == 1
+        return found[0]["method_info"]
+
+    first, second = info_of(128), info_of(256)
     assert first["reused"] is False and second["reused"] is True and first["checkpoint"] == second["checkpoint"]
     assert second["sparsity"] == first["sparsity"] and second["sparsity_per_layer"] == first["sparsity_per_layer"]
     code, out, err = llmlab_inproc(*common, "task.max_tokens=128", "calibration.seed=1")  # other windows: pruned anew
     assert code == 0, err
-    third = max((json.loads(p.read_text()) for p in outputs.rglob("results.json")), key=lambda r: r["finished"])
-    assert third["method_info"]["reused"] is False and third["method_info"]["checkpoint"] != first["checkpoint"]
+    third = info_of(128, seed=1)
+    assert third["reused"] is False and third["checkpoint"] != first["checkpoint"]
