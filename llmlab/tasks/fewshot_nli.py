@@ -14,7 +14,8 @@ chance on accuracy). `rationale: true` is the release's e-SNLI CoT template (thr
 explanations; the answer is what follows "So the answer is " in the last sentence of the first paragraph).
 
 Files: e-SNLI's release directory (line-aligned s1/s2/labels .test; the release reads the hub's esnli
-test split, the same 9,824 pairs), GLUE RTE in the official TSV layout (dev: the test labels are hidden;
+test split, the same 9,824 pairs, but the release files are tokenized, "packages . " where the hub has
+"packages."), GLUE RTE in the official TSV layout (dev: the test labels are hidden;
 the release reads the hub's glue/rte validation split, the same 277 pairs).
 
 The release's batched version of these two evaluators returns 0 after printing the first example (a
