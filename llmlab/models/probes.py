@@ -4,6 +4,7 @@
 - `argmax_on_targets`: teacher-forced argmax tokens at the target positions, with the gold ids.
 - `generate_answers`: the first non-blank line of each prompt's greedy continuation.
 - `target_nll`: the mean negative log-likelihood per target token, teacher-forced.
+- `completions_with_gold_nll`: one greedy completion per prompt, and the gold target's NLL beside it.
 
 Rows are batched with left padding; only the positions read go through the LM head (a 262k
 vocabulary head over every position costs more than the layers on short prompts).
@@ -97,3 +98,12 @@ def generate_answers(lm, prompts: list[str], chat: bool = False, max_new_tokens:
     outputs = greedy_generate_padded(lm, rows, max_new_tokens, finished=lambda ids: has_answer_line(lm.decode(ids)),
                                      batch_size=BATCH)
     return [answer_line(lm.decode(ids)) for ids in outputs]
+
+
+def completions_with_gold_nll(lm, prompts: list[str], golds: list[str], sampling, keys: list | None = None,
+                              score: bool = True) -> tuple[list[str], list[float | None]]:
+    """The first completion of each prompt under `sampling` (no chat template), and `target_nll` of each gold
+    after its prompt (None everywhere when `score` is off or the model gives no logits: an API backend)."""
+    outs = lm.generate(prompts, sampling, chat=False, keys=keys)
+    nll = target_nll(lm, list(zip(prompts, golds))) if score and getattr(lm, "has_logits", False) else [None] * len(prompts)
+    return [o[0] for o in outs], nll

@@ -31,6 +31,7 @@ from typing import ClassVar
 from llmlab.errors import UserError
 from llmlab.generation import Sampling
 from llmlab.metrics.arithmetic import first_number, release_answer, same_value, value
+from llmlab.models.probes import completions_with_gold_nll
 from llmlab.tasks.base import BatchedTask
 
 SUBSETS = ("gsm8k", "svamp", "mawps")
@@ -99,18 +100,14 @@ class FewShotMath(BatchedTask):
     # -- the loop ----------------------------------------------------------------------------------------
     def run_batch(self, lm, method, batch: list[dict], ctx) -> list[dict]:
         sampling = Sampling(max_new_tokens=self.max_new_tokens, temperature=0.0, seed=ctx.seed, stop=("\n\n",))
-        outs = lm.generate([it["prompt"] for it in batch], sampling, chat=False, keys=[it["index"] for it in batch])
-        nll = [None] * len(batch)
-        if self.answer_nll and getattr(lm, "has_logits", False):
-            from llmlab.models.probes import target_nll
-
-            nll = target_nll(lm, [(it["prompt"], it["gold"]) for it in batch])
+        outs, nll = completions_with_gold_nll(lm, [it["prompt"] for it in batch], [it["gold"] for it in batch], sampling,
+                                              keys=[it["index"] for it in batch], score=self.answer_nll)
         preds = []
         for it, out, n in zip(batch, outs, nll):
-            answer = release_answer(out[0])
+            answer = release_answer(out)
             lenient = first_number(answer.split("\n")[0])
             gold = value(it["gold"])
-            preds.append({"index": it["index"], "question": it["question"], "gold": it["gold"], "output": out[0],
+            preds.append({"index": it["index"], "question": it["question"], "gold": it["gold"], "output": out,
                           "answer": answer, "correct": same_value(answer, it["gold"]),
                           "correct_lenient": lenient is not None and isinstance(gold, (int, float)) and
                           abs(lenient - gold) < 1e-6, "answer_nll": n})

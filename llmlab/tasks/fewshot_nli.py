@@ -32,6 +32,7 @@ from typing import ClassVar
 from llmlab.errors import UserError
 from llmlab.generation import Sampling
 from llmlab.metrics.registry import register
+from llmlab.models.probes import completions_with_gold_nll
 from llmlab.tasks.base import BatchedTask
 
 register("label_match", "the output before the first blank line, stripped, equals the gold label string exactly "
@@ -151,18 +152,14 @@ class FewShotNLI(BatchedTask):
     def run_batch(self, lm, method, batch: list[dict], ctx) -> list[dict]:
         tokens = 256 if self.rationale else self.max_new_tokens
         sampling = Sampling(max_new_tokens=tokens, temperature=0.0, seed=ctx.seed, stop=("\n\n",))
-        outs = lm.generate([it["prompt"] for it in batch], sampling, chat=False, keys=[it["index"] for it in batch])
-        nll = [None] * len(batch)
-        if self.label_nll and getattr(lm, "has_logits", False):
-            from llmlab.models.probes import target_nll
-
-            nll = target_nll(lm, [(it["prompt"], it["gold"]) for it in batch])  # scored as prompt + " " + gold
+        outs, nll = completions_with_gold_nll(lm, [it["prompt"] for it in batch], [it["gold"] for it in batch], sampling,
+                                              keys=[it["index"] for it in batch], score=self.label_nll)
         preds = []
         for it, out, n in zip(batch, outs, nll):
-            answer = self.answer(out[0])
-            first_line = out[0].strip().split("\n")[0].lower()
+            answer = self.answer(out)
+            first_line = out.strip().split("\n")[0].lower()
             preds.append({"index": it["index"], "premise": it["premise"], "hypothesis": it["hypothesis"],
-                          "gold": it["gold"], "output": out[0], "answer": answer, "correct": answer == it["gold"],
+                          "gold": it["gold"], "output": out, "answer": answer, "correct": answer == it["gold"],
                           "correct_lenient": first_line.startswith(it["gold"]), "label_nll": n})
         return preds
 

@@ -70,10 +70,6 @@ class LmEval(Task):
     samples: bool = True             # record lm-eval's per-document samples as the predictions
     limit: int | None = None         # documents per lm-eval task, for this task only; null: the run's `limit`
 
-    @property
-    def main_metric(self) -> str | None:  # type: ignore[override]
-        return getattr(self, "_main", None)
-
     # -- before the model loads -------------------------------------------------------------------
     def _directories(self) -> list[Path]:
         return [SHIPPED] + [Path(p).expanduser() for p in self.include_path]
@@ -138,6 +134,7 @@ class LmEval(Task):
                                           limit=limit, task_manager=manager, log_samples=self.samples,
                                           apply_chat_template=self.apply_chat_template, batch_size=self.batch_size)
         metrics, per_task = self.read_results(out)
+        main = next((k for k in metrics if k.startswith(f"{self.tasks[0]}/") and "_stderr," not in k), None)
         predictions = [self.sample_row(task, s) for task, rows in (out.get("samples") or {}).items() for s in rows]
         info = {"lm_eval_version": getattr(lm_eval, "__version__", "unknown"), "tasks": per_task,
                 "limit_means": self.limit_means, "items": len(predictions), "task_dir": str(directory),
@@ -145,7 +142,7 @@ class LmEval(Task):
                        f"--include_path {directory} --batch_size {self.batch_size}"
                        + (f" --limit {limit}" if limit else "")
                        + (f" --num_fewshot {self.num_fewshot}" if self.num_fewshot is not None else "")}
-        return Scores(metrics=metrics, predictions=predictions, main_metric=self.main_metric, info=info)
+        return Scores(metrics=metrics, predictions=predictions, main_metric=main, info=info)
 
     def read_results(self, out: dict) -> tuple[dict[str, float], dict[str, dict]]:
         """Flat `<task>/<metric>,<filter>` metrics (each registered with lm-eval's direction), and per task its
@@ -163,8 +160,6 @@ class LmEval(Task):
                     register(key, f"lm-evaluation-harness standard error of {base} (filter {filt})", None)
                 else:
                     register(key, f"lm-evaluation-harness {metric} (filter {filt})", better.get(metric, True))
-                    if getattr(self, "_main", None) is None and task == self.tasks[0]:
-                        self._main = f"{task}/{key}"
                 metrics[f"{task}/{key}"] = float(value)
             config = (out.get("configs") or {}).get(task, {})
             per_task[task] = {"version": (out.get("versions") or {}).get(task),
