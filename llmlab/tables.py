@@ -20,7 +20,8 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
   scale     multiply metrics;   format  e.g. ".2f";   reported  the paper's numbers
   over      a config path whose values repeat one cell (seed): the cell shows mean ± sample std;
             repeats  how many a full cell has (fewer is marked "(n=k)");  average  the name of a
-            column holding the mean of the row's other columns (per repeat, then mean ± std)
+            column holding the mean of the row's other columns (per repeat, then mean ± std), or of the
+            columns listed in `average_of` (a row lacking one of them has no average)
   reference {path: value}: results matching it are a row of every group (the dense model beside each
             pruner's block) instead of a group of their own
   plot      {x: <config path>, y: <metric>, line: <config path>, where: {...}}: a line plot PNG
@@ -269,7 +270,7 @@ def _summarize_repeats(table: dict, spec: dict) -> None:
     the `average` column: per repeat, the mean over the other columns (a repeat lacking one is left out)."""
     average = spec.get("average")
     if average:
-        cols = [c for c in table["columns"] if c != average]
+        cols = spec.get("average_of") or [c for c in table["columns"] if c != average]
         for row in {r for r, _ in table["samples"]}:
             per = [table["samples"].get((row, c), {}) for c in cols]
             common = set.intersection(*(set(p) for p in per)) if per and all(per) else set()
@@ -395,7 +396,8 @@ def describe_values(spec: dict) -> str:
         tail += (f" — mean ± sample std over {spec['over']} ({spec.get('repeats', 'all')} per cell"
                  f"{'; (n=k) marks a cell with fewer' if spec.get('repeats') else ''})")
     if spec.get("average"):
-        tail += f" — {spec['average']}: the mean of the row's columns, per {spec.get('over') or 'result'}"
+        which = f"of {', '.join(spec['average_of'])}" if spec.get("average_of") else "of the row's columns"
+        tail += f" — {spec['average']}: the mean {which}, per {spec.get('over') or 'result'}"
     return "Values — " + " | ".join(parts) + tail
 
 

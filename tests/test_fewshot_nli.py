@@ -42,10 +42,10 @@ def test_answer_parse_follows_the_release():
 def test_bad_input_is_refused_before_loading(tmp_path):
     with pytest.raises(UserError, match=r"has no s1.test.*e-SNLI release directory"):
         FewShotNLI(subset="esnli", path=str(tmp_path)).check_data()
-    with pytest.raises(UserError, match="RTE has none"):
+    with pytest.raises(UserError, match="rte has none"):
         FewShotNLI(subset="rte", rationale=True, path=str(tmp_path)).check_data()
-    with pytest.raises(UserError, match="fewshot_nli has esnli, rte"):
-        FewShotNLI(subset="anli").check_data()
+    with pytest.raises(UserError, match="fewshot_nli has esnli, rte, anli_r1, anli_r2, anli_r3"):
+        FewShotNLI(subset="mnli").check_data()
 
 
 def test_llmlab_run_scores_label_match(llmlab_inproc, outputs):

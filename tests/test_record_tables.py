@@ -214,6 +214,27 @@ def test_table_mean_std_over_seeds_and_average_column(tmp_path):
     assert "mean ± sample std over seed" in md and "cell (sam, cola) seed=3: 2 results" in md
 
 
+
+def test_average_of_named_columns_leaves_the_others_out(tmp_path):
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text(
+        "experiment_name: demo\n"
+        "table:\n  rows: method\n  columns: [a/acc, b/acc, ppl]\n  average: avg\n  average_of: [a/acc, b/acc]\n"
+        "  format: '.1f'\n")
+    root = tmp_path / "outputs"
+    for n, (method, metrics) in enumerate((("wanda", {"a/acc": 10.0, "b/acc": 30.0, "ppl": 900.0}),
+                                           ("magnitude", {"a/acc": 10.0, "ppl": 5.0}))):
+        record.write_json(root / str(n) / "results.json", {
+            "status": "complete", "signature": str(n), "experiment_name": "demo", "choices": {"method": method},
+            "config": {}, "metrics": metrics, "finished": "2026-01-01T00:00:00"})
+    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md.splitlines()
+             if line.startswith("| ")}
+    assert lines["wanda"] == ["10.0", "30.0", "900.0", "20.0"]  # the perplexity is not averaged in
+    assert lines["magnitude"][3] == "–"                        # b/acc missing: no average
+    assert "avg: the mean of a/acc, b/acc" in md
+
 def test_reference_row_in_every_group(tmp_path):
     conf = tmp_path / "conf" / "experiment"
     conf.mkdir(parents=True)

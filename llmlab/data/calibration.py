@@ -13,7 +13,8 @@ sources
   gsm8k svamp mawps esnli anli commonsense_qa race winogrande
               task data, each example rendered with the release's prompt ("Question: ...\\nAnswer: ",
               "Premise: ...\\nHypothesis: ...\\nLabel: ", ...); local files for GSM8K (jsonl), SVAMP (SVAMP.json),
-              MAWPS (the cv_mawps csv), e-SNLI (s1/s2/labels/expl files), else the hub
+              MAWPS (the cv_mawps csv), e-SNLI (s1/s2/labels/expl files), ANLI, CommonsenseQA, RACE, WinoGrande
+              (their release layouts, llmlab/data/qa_sets.py), else the hub
   random      random alphanumeric strings (get_random)     ellipses  "....." (get_ellipses): the controls
 formats (task sources; `--input_format` / `--rationale` of main.py)
   zero        the question only, padded to seqlen (input_format=zero)
@@ -39,7 +40,9 @@ from pathlib import Path
 
 import torch
 
+from llmlab.data import qa_sets
 from llmlab.errors import UserError
+from llmlab.paths import hub_offline
 
 FORMATS = ("zero", "single", "icl", "cot")
 TEXT_SOURCES = ("text", "wikitext2", "c4", "pile", "oscar", "redpajama")
@@ -113,16 +116,24 @@ class Calibration:
                 "seed": self.seed, "padding_side": self.padding_side, "data": data}
 
     def check(self) -> None:
-        """Before any model loads: a local path that does not exist."""
-        if self.path and not Path(str(self.path)).expanduser().exists():
+        """Before any model loads: a local path that does not exist, or the hub asked for while offline."""
+        if self.source in qa_sets.HUB:
+            qa_sets.check_local(self.source, self.path, "train", "calibration")
+        elif self.path and not Path(str(self.path)).expanduser().exists():
             raise UserError(f"calibration.path={self.path} does not exist (source {self.source}). Give a local copy "
                             f"({_LOCAL_HINT.get(self.source, 'a file')}) or calibration.path=null to read "
                             f"{_hub_name(self.source)} from the hub.")
+        elif not self.path and self.source in HUB and hub_offline():
+            raise UserError(f"calibration={self.source} with no local copy reads {_hub_name(self.source)} from the hub, "
+                            f"but llmlab runs offline by default (HF_DATASETS_OFFLINE=1). Give a local copy with "
+                            f"calibration.path=<{_LOCAL_HINT.get(self.source, 'a file')}>, or allow the hub with "
+                            f"HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0.")
 
 
 _LOCAL_HINT = {"text": "a .txt file or a directory of .txt files", "wikitext2": "a .txt file",
                "gsm8k": "GSM8K train.jsonl", "svamp": "SVAMP.json", "mawps": "a cv_mawps fold csv",
-               "esnli": "the e-SNLI directory with s1.<split>, s2.<split>, labels.<split>, preproc1_expl_1.<split>"}
+               "esnli": "the e-SNLI directory with s1.<split>, s2.<split>, labels.<split>, preproc1_expl_1.<split>",
+               **qa_sets.HOME}
 
 
 def _hub_name(source: str) -> str:
@@ -165,37 +176,24 @@ def task_examples(c: Calibration) -> list[dict]:
         else:
             rows = list(_read_hub("mawps"))
         return [{"prompt": f"Question: {r['question']}\nAnswer: ", "answer": str(r["expression"])} for r in rows]
-    if c.source in ("esnli", "anli"):
+    if c.source == "esnli":
         if path:
             split = _esnli_split(path)
             read = lambda name: (path / f"{name}.{split}").read_text(encoding="utf-8").splitlines()
             rows = [{"premise": p, "hypothesis": h, "label": NLI.index(lab.strip()), "explanation_1": e}
                     for p, h, lab, e in zip(read("s1"), read("s2"), read("labels"), read("preproc1_expl_1"))]
         else:
-            rows = list(_read_hub(c.source))
-        why = "explanation_1" if c.source == "esnli" else "reason"
+            rows = list(_read_hub("esnli"))
         out = []
         for r in rows:
             if r["label"] not in (0, 1, 2):
                 continue  # the hub's esnli has -1 for no gold label
             prompt, answer = f"Premise: {r['premise']}\nHypothesis: {r['hypothesis']}\nLabel: ", NLI[r["label"]]
             out.append({"prompt": prompt, "answer": answer,
-                        "cot": prompt + str(r.get(why) or "") + " So the answer is " + answer + "."})
+                        "cot": prompt + str(r.get("explanation_1") or "") + " So the answer is " + answer + "."})
         return out
-    rows = list(_read_hub(c.source))
-    out = []
-    for r in rows:
-        if c.source == "commonsense_qa":
-            choices = "\n".join(f"{l}. {t}" for l, t in zip(r["choices"]["label"], r["choices"]["text"]))
-            out.append({"prompt": f"Question: {r['question']}\nChoices:\n{choices}\nAnswer: ", "answer": r["answerKey"]})
-        elif c.source == "race":
-            options = "".join(f"{'ABCDE'[i]}. {o}\n" for i, o in enumerate(r["options"]))
-            out.append({"prompt": f"Article: {r['article']}\nQuestion: {r['question']}\nOptions:\n{options}\nAnswer: ",
-                        "answer": r["answer"]})
-        elif c.source == "winogrande":
-            out.append({"prompt": f"Sentence: {r['sentence']}\nOptions:\n1. {r['option1']}\n2. {r['option2']}\nAnswer: ",
-                        "answer": r["answer"]})
-    return out
+    # anli (round 1, as the release calibrates), commonsense_qa, race, winogrande: their releases or the hub
+    return qa_sets.examples(c.source, c.path, "train")
 
 
 def _esnli_split(path: Path) -> str:

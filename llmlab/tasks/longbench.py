@@ -24,7 +24,6 @@ takes the first N records of each subset (pred.py's `--sample_method topk`).
 from __future__ import annotations
 
 import json
-import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +33,7 @@ from llmlab.capabilities import KVCompression
 from llmlab.errors import UserError
 from llmlab.metrics import longbench as lbm
 from llmlab.metrics.text import rouge_l_f
+from llmlab.paths import hub_offline
 from llmlab.tasks.base import Task
 
 ENGLISH_SUBSETS = [
@@ -182,7 +182,7 @@ def find_subset_file(data_dir: str | Path, subset: str) -> Path:
 
 def load_hub(hub_id: str, subset: str, limit: int | None = None) -> list[dict]:
     """Records of one subset from the hub (`datasets.load_dataset(hub_id, subset, split="test")`)."""
-    offline = [v for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE") if os.environ.get(v, "0").lower() in ("1", "true", "yes")]
+    offline = hub_offline()
     if offline:
         raise UserError(f"task.source=hub needs the Hugging Face hub, but {' and '.join(offline)}=1 (llmlab runs offline "
                         f"by default). Allow downloads with `HF_HUB_OFFLINE=0 HF_DATASETS_OFFLINE=0 llmlab run ...`, or "
