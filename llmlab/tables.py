@@ -422,11 +422,20 @@ def missing_notes(spec: dict, table: dict) -> list[str]:
     swept_group = all(str(v) in sweep.get(g, [str(v)]) for g, v in table["group"].items())
     if not table["cells"] and not swept_group:  # a group only the paper reports (its model is not in this sweep)
         return ["the paper's numbers only: this group's model is not in the sweep at this scale"]
-    n = sum((r, c) not in table["cells"] for r in table["rows"] if r in ours for c in table["columns"])
-    if not n:
-        return []
-    return [f"{n} cells have no result yet (–): run the same sweep command again to run the missing jobs "
-            f"(complete ones are skipped)."]
+    # a metric column no row has a result for is not what a re-run fills: most likely its task is not in this
+    # scale's sweep (columns `by` a swept key are the sweep's own, and a re-run fills them)
+    empty = [c for c in table["columns"] if isinstance(spec.get("columns"), list) and table["cells"]
+             and not any((r, c) in table["cells"] for r in table["rows"])]
+    n = sum((r, c) not in table["cells"] for r in table["rows"] if r in ours for c in table["columns"] if c not in empty)
+    notes = []
+    if n:
+        notes.append(f"{n} cells have no result yet (–): run the same sweep command again to run the missing jobs "
+                     f"(complete ones are skipped).")
+    if empty:
+        labels = spec.get("labels") or {}
+        notes.append(f"no result in any row for {', '.join(str(labels.get(c, c)) for c in empty)}: not run at this "
+                     f"scale (see the experiment's scale file for why), or not run yet.")
+    return notes
 
 
 def to_csv(spec: dict, tables: list[dict]) -> str:

@@ -220,7 +220,7 @@ def test_average_of_named_columns_leaves_the_others_out(tmp_path):
     conf.mkdir(parents=True)
     (conf / "demo.yaml").write_text(
         "experiment_name: demo\n"
-        "table:\n  rows: method\n  columns: [a/acc, b/acc, ppl]\n  average: avg\n  average_of: [a/acc, b/acc]\n"
+        "table:\n  rows: method\n  columns: [a/acc, b/acc, ppl, c/acc]\n  average: avg\n  average_of: [a/acc, b/acc]\n"
         "  format: '.1f'\n")
     root = tmp_path / "outputs"
     for n, (method, metrics) in enumerate((("wanda", {"a/acc": 10.0, "b/acc": 30.0, "ppl": 900.0}),
@@ -231,9 +231,11 @@ def test_average_of_named_columns_leaves_the_others_out(tmp_path):
     md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
     lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in md.splitlines()
              if line.startswith("| ")}
-    assert lines["wanda"] == ["10.0", "30.0", "900.0", "20.0"]  # the perplexity is not averaged in
-    assert lines["magnitude"][3] == "–"                        # b/acc missing: no average
+    assert lines["wanda"] == ["10.0", "30.0", "900.0", "–", "20.0"]  # the perplexity is not averaged in
+    assert lines["magnitude"][4] == "–"                             # b/acc missing: no average
     assert "avg: the mean of a/acc, b/acc" in md
+    # c/acc has no result in any row (its task not in the sweep): said so, apart from the cells a re-run fills
+    assert "no result in any row for c/acc" in md and "2 cells have no result yet" in md  # magnitude: b/acc, avg
 
 def test_reference_row_in_every_group(tmp_path):
     conf = tmp_path / "conf" / "experiment"
