@@ -16,6 +16,8 @@ register("pearson", "Pearson correlation of predicted vs gold scores (GLUE STS-B
 register("spearman", "Spearman rank correlation of predicted vs gold scores (GLUE STS-B), x100", unit="x100")
 register("glue_task_score", "GLUE leaderboard per-task score: the mean of the task's GLUE metrics "
          "(CoLA MCC; MRPC/QQP accuracy and F1; STS-B Pearson and Spearman; accuracy elsewhere), x100", unit="x100")
+register("gflops", "forward FLOPs of the fine-tuned model on one example of task.flops_length tokens, counted by "
+         "torch.utils.flop_counter (2 per multiply-add), 1e9", higher_is_better=False, unit="GFLOPs")
 
 
 def matthews_corr(pred: list[int], gold: list[int]) -> float:

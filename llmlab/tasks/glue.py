@@ -51,6 +51,7 @@ class Glue(BatchedTask):
     group_by_length: bool = True       # fairseq's length-sorted batches (as the release trains); false: random batches
     eval_batch_size: int = 64
     eval_each_epoch: bool = True       # score dev after each epoch: the release's best-checkpoint numbers beside
+    flops_length: int = 128            # `gflops`: forward FLOPs of the final model on one example of this many tokens
     training: dict = field(default_factory=dict)  # other FineTuneSettings (warmup_ratio, weight_decay, ...)
 
     def __post_init__(self):
@@ -171,6 +172,8 @@ class Glue(BatchedTask):
         if path:
             ctx.add_artifact(path)
         scores = super().evaluate(lm, method, ctx)
+        if self.flops_length:
+            scores.metrics["gflops"] = self.gflops(device)
         if per_epoch:
             best = self.best_epoch(per_epoch)
             scores.metrics.update({f"{k}@best_epoch": v for k, v in per_epoch[best].items() if k != "dev_loss"})
@@ -182,6 +185,17 @@ class Glue(BatchedTask):
         if self.spec.regression:
             return min(range(len(per_epoch)), key=lambda i: per_epoch[i]["dev_loss"])
         return max(range(len(per_epoch)), key=lambda i: per_epoch[i]["accuracy"])
+
+    def gflops(self, device) -> float:
+        """Forward GFLOPs of the fine-tuned model on one dev example repeated to `flops_length` tokens (the same
+        input for every method, so rows compare; llmlab.models.flops counts 2 per multiply-add)."""
+        from llmlab.models.flops import forward_flops
+
+        row = self.encode(self.tokenizer, self.dev[:1])[0]
+        reps = -(-self.flops_length // len(row["input_ids"]))
+        batch = {k: torch.tensor([(v * reps)[:self.flops_length]], device=device)
+                 for k, v in row.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return forward_flops(self.model, batch) / 1e9
 
     @torch.no_grad()
     def predict(self, examples: list[dict]) -> tuple[list, float]:

@@ -15,6 +15,9 @@ give that without rewriting it. The loop keeps what Trainer does that matters he
 The optimizer comes from the method when it has the `Optimization` capability (it wraps the base
 AdamW and says `two_pass`); otherwise AdamW alone. The model computes per-example losses through
 `loss_fn(model, batch) -> tensor[n]`, so ESAM can pick examples and the loop stays task-agnostic.
+A module of the model that sets `aux_loss` (a scalar tensor) in its training forward, as MoE gates set
+their load-balancing loss, has it added to the loss of that micro-batch (weighted by its share of the
+batch); the mean per batch is logged as `aux_loss`.
 """
 
 from __future__ import annotations
@@ -109,17 +112,30 @@ def fine_tune(model, loss_fn: Callable[[object, dict], torch.Tensor], epochs: Ca
     device_type = next(model.parameters()).device.type
     autocast = torch.autocast(device_type, dtype=torch.bfloat16, enabled=bool(s.bf16 and device_type == "cuda"))
 
+    aux_modules = [m for m in model.modules() if hasattr(m, "aux_loss")]
+    aux_window: list[float] = []
+
     def backward(batch: dict, per_example: bool = False) -> tuple[float, torch.Tensor | None]:
-        """Forward/backward over the batch in `grad_accum` micro-batches (mean loss over the batch's examples)."""
+        """Forward/backward over the batch in `grad_accum` micro-batches (mean loss over the batch's examples,
+        plus the modules' auxiliary losses)."""
         n = next(iter(batch.values())).shape[0]
-        total_loss, losses = 0.0, []
+        total_loss, losses, aux_total = 0.0, [], 0.0
         for micro in split(batch, s.grad_accum):
             with autocast:
                 per = loss_fn(model, micro)
-            (per.float().sum() / n).backward()
+            loss = per.float().sum() / n
+            aux = [m.aux_loss for m in aux_modules if m.aux_loss is not None]
+            if aux:
+                share = per.shape[0] / n
+                aux_sum = torch.stack([a.float() for a in aux]).sum() * share
+                loss = loss + aux_sum
+                aux_total += float(aux_sum.detach())
+            loss.backward()
             total_loss += float(per.detach().float().sum())
             if per_example:
                 losses.append(per.detach().float())
+        if aux_modules:
+            aux_window.append(aux_total)
         return total_loss / n, (torch.cat(losses) if per_example else None)
 
     @torch.no_grad()
@@ -158,8 +174,10 @@ def fine_tune(model, loss_fn: Callable[[object, dict], torch.Tensor], epochs: Ca
                          "lr": scheduler.get_last_lr()[0]}
                 if two_pass:
                     entry["rho"] = float(opt.rho_t)
+                if aux_window:
+                    entry["aux_loss"] = sum(aux_window) / len(aux_window)
                 history.append(entry)
-                window = []
+                window, aux_window[:] = [], []
                 if ctx is not None:
                     ctx.log_step(stage, step, {k: v for k, v in entry.items() if k != "step"})
         if on_epoch_end is not None:
