@@ -15,7 +15,9 @@ outputs directory are read the same way.
 Spec keys (conf/experiment/<name>.yaml, under `table:`):
   rows      config path naming a row: a group name (method, model, task) means the group
             choice; any other dotted path is looked up in the resolved config
-  columns   a list of metric names, or {by: <config path>, metric: <name>}
+  columns   a list of metric names, or {by: <config path>, metric: <name>, also: [<metric>, ...]}: one
+            column per value of `by`, then each `also` metric pooled over them (its mean over the row's
+            results: FLOPs of a model fine-tuned on each task)
   labels    {column or row: display name};   where {path: value} filter;   group_by [paths]
   scale     multiply metrics;   format  e.g. ".2f";   reported  the paper's numbers
   over      a config path whose values repeat one cell (seed): the cell shows mean ± sample std;
@@ -23,7 +25,8 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
             column holding the mean of the row's other columns (per repeat, then mean ± std), or of the
             columns listed in `average_of` (a row lacking one of them has no average)
   reference {path: value}: results matching it are a row of every group (the dense model beside each
-            pruner's block) instead of a group of their own
+            pruner's block) instead of a group of their own; a group key given as "*" matches any value
+            (the dense model beside every routing level, which it does not depend on)
   plot      {x: <config path>, y: <metric>, line: <config path>, where: {...}}: a line plot PNG
             of all the experiment's results (the table's `where` does not apply to it)
 
@@ -197,6 +200,7 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
     where = spec.get("where") or {}
     over = spec.get("over")  # a config path whose values are repeats of one cell (seed): mean ± std
     reference = spec.get("reference") or {}  # {path: value}: results shown as a row of every group (dense model)
+    also = [str(m) for m in (columns_spec.get("also") or [])] if isinstance(columns_spec, dict) else []
     groups: dict[tuple, dict] = {}
 
     def table_for(gkey: tuple) -> dict:
@@ -224,21 +228,26 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
         if row not in table["rows"]:
             table["rows"].append(row)
         if isinstance(columns_spec, dict):
-            items = [(key(lookup(res, columns_spec["by"])), res["metrics"].get(columns_spec["metric"]))]
+            by = key(lookup(res, columns_spec["by"]))
+            items = [(by, res["metrics"].get(columns_spec["metric"]), False)]
+            items += [(str(m), res["metrics"].get(m), True) for m in also]  # pooled over the `by` values
         else:
-            items = [(str(c), res["metrics"].get(c)) for c in columns_spec]
-        for col, value in items:
+            items = [(str(c), res["metrics"].get(c), False) for c in columns_spec]
+        for col, value, pooled in items:
             if col not in table["columns"]:
                 table["columns"].append(col)
             if value is None:
                 continue
             rep = key(lookup(res, over)) if over else ""
+            if pooled:  # one sample per (repeat, by value): the cell is their mean, not a conflict
+                table["samples"].setdefault((row, col), {})[f"{rep}|{by}"] = float(value) * scale
+                continue
             table["samples"].setdefault((row, col), {})[rep] = float(value) * scale  # newest wins per repeat
             table["sources"].setdefault((row, col), []).append(res)
 
     references = []
     for res in sorted(results, key=lambda r: r.get("finished", "")):
-        if reference and all(_same(lookup(res, k), v) for k, v in reference.items()):
+        if reference and all(v == "*" or _same(lookup(res, k), v) for k, v in reference.items()):
             references.append(res)
             continue
         add(table_for(tuple(key(lookup(res, g)) for g in group_by)), res)
@@ -260,7 +269,8 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
         if order:
             table["rows"].sort(key=lambda r: order.index(r) if r in order else len(order))
         if isinstance(columns_spec, dict):
-            table["columns"].sort(key=lambda c: (c == spec.get("average"), _num_key(c)))  # the average last
+            last = lambda c: (c == spec.get("average") or c in also, c in also, _num_key(c))
+            table["columns"].sort(key=last)  # the `by` columns, the average, then the pooled `also` metrics
         _add_reported_rows(spec, table)
     return [groups[k] for k in sorted(groups, key=lambda g: [_num_key(x) for x in g])]
 
@@ -270,7 +280,9 @@ def _summarize_repeats(table: dict, spec: dict) -> None:
     the `average` column: per repeat, the mean over the other columns (a repeat lacking one is left out)."""
     average = spec.get("average")
     if average:
-        cols = spec.get("average_of") or [c for c in table["columns"] if c != average]
+        columns_spec = spec.get("columns")
+        also = (columns_spec.get("also") or []) if isinstance(columns_spec, dict) else []
+        cols = spec.get("average_of") or [c for c in table["columns"] if c != average and c not in also]
         for row in {r for r, _ in table["samples"]}:
             per = [table["samples"].get((row, c), {}) for c in cols]
             common = set.intersection(*(set(p) for p in per)) if per and all(per) else set()

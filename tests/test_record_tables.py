@@ -237,6 +237,30 @@ def test_average_of_named_columns_leaves_the_others_out(tmp_path):
     # c/acc has no result in any row (its task not in the sweep): said so, apart from the cells a re-run fills
     assert "no result in any row for c/acc" in md and "2 cells have no result yet" in md  # magnitude: b/acc, avg
 
+
+def test_also_metrics_are_pooled_over_the_by_columns(tmp_path):
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text(
+        "experiment_name: demo\n"
+        "table:\n  rows: method\n  columns: {by: task, metric: score, also: [gflops]}\n  over: seed\n"
+        "  average: avg\n  format: '.1f'\n")
+    root = tmp_path / "outputs"
+    n = 0
+    for seed in (1, 2):
+        for task, score, gflops in (("cola", 10.0 * seed, 2.0), ("rte", 30.0 * seed, 4.0)):
+            n += 1
+            record.write_json(root / str(n) / "results.json", {
+                "status": "complete", "signature": str(n), "experiment_name": "demo", "choices": {"method": "meo",
+                "task": task}, "config": {"seed": seed}, "metrics": {"score": score, "gflops": gflops},
+                "finished": f"2026-01-01T00:00:0{n}"})
+    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    head = [c.strip() for c in next(line for line in md.splitlines() if line.startswith("| method")).split("|")[2:-1]]
+    row = [c.strip() for c in next(line for line in md.splitlines() if line.startswith("| meo")).split("|")[2:-1]]
+    assert head == ["cola", "rte", "avg", "gflops"]
+    assert row[:3] == ["15.0 ± 7.1", "45.0 ± 21.2", "30.0 ± 14.1"]   # the average leaves gflops out
+    assert row[3].startswith("3.0 ±") and "results of" not in md     # the mean over tasks; no conflict note
+
 def test_reference_row_in_every_group(tmp_path):
     conf = tmp_path / "conf" / "experiment"
     conf.mkdir(parents=True)
@@ -259,3 +283,8 @@ def test_reference_row_in_every_group(tmp_path):
     assert [b.splitlines()[0] for b in blocks] == ["method = sparsegpt, model = m1", "method = wanda, model = m1",
                                                     "method = wanda, model = m2"]  # no block of its own for none
     assert all("| dense | 5.0 |" in b for b in blocks[:2]) and "dense" not in blocks[2]  # m2 has no dense result
+    # "*": the reference matches any value of that group key (the dense model beside every block, m2's too)
+    (conf / "demo.yaml").write_text((conf / "demo.yaml").read_text().replace("{method: none}",
+                                                                            '{method: none, model: "*"}'))
+    md, _ = tables.build("demo", root, tmp_path / "t2", conf_dir=tmp_path / "conf")
+    assert all("| dense | 5.0 |" in b for b in md.split("## ")[1:])

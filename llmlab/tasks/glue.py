@@ -49,6 +49,7 @@ class Glue(BatchedTask):
     learning_rate: float | None = None  # null: the release's per-task LR (llmlab.data.glue.SUBSETS)
     batch_size: int | None = None       # null: the release's per-task MAX_SENTENCES
     group_by_length: bool = True       # fairseq's length-sorted batches (as the release trains); false: random batches
+    pad_to_max_length: bool = False    # pad every batch to max_length (HF run_glue.py's default), not to its longest
     eval_batch_size: int = 64
     eval_each_epoch: bool = True       # score dev after each epoch: the release's best-checkpoint numbers beside
     flops_length: int = 128            # `gflops`: forward FLOPs of the final model on one example of this many tokens
@@ -87,7 +88,7 @@ class Glue(BatchedTask):
         return [{**{k: enc[k][i] for k in keys}, "labels": e["label"]} for i, e in enumerate(examples)]
 
     def collate(self, rows: list[dict], pad_id: int, device) -> dict:
-        width = max(len(r["input_ids"]) for r in rows)
+        width = self.max_length if self.pad_to_max_length else max(len(r["input_ids"]) for r in rows)
         out = {}
         for k in ("input_ids", "attention_mask", "token_type_ids"):
             if k in rows[0]:

@@ -72,6 +72,7 @@ class MixtureOfExperts(Method, WeightTransform):
     noisy_gating: bool = True    # MoE(noisy_gating=True)
     reduce_factor: int = 16      # MoE(reduce_factor=16): the task level's gate input is 128 / 16 wide
     description_size: int = 128  # run_glue.py --description_size 128
+    description_length: int = 128  # the description is tokenized padded to run_glue.py's max_seq_length 128
     task_description: str | None = None  # a GLUE task name (its release description) or the text itself
     _facts: dict = field(default_factory=dict, init=False, repr=False)
 
@@ -101,7 +102,10 @@ class MixtureOfExperts(Method, WeightTransform):
         torch.manual_seed(ctx.seed)
         task = None
         if self.level == "task":
-            ids = lm.tokenizer(self.description_text())["input_ids"]
+            # run_glue.py: tokenizer(descriptions, padding="max_length", max_length=128, truncation=True): the pads
+            # are embedded and averaged with the words
+            ids = lm.tokenizer(self.description_text(), padding="max_length", max_length=self.description_length,
+                               truncation=True)["input_ids"]
             task = TaskEmbedding(ids, model.config.vocab_size, self.description_size)
             task.table.weight.data.normal_(0.0, getattr(model.config, "initializer_range", 0.02))
             model.add_module("moe_task_embedding", task)
