@@ -124,6 +124,18 @@ class Optimization(Capability):
         raise NotImplementedError
 
 
+class FineTunedTransform(Capability):
+    """Acts on the model a task has fine-tuned, before the task evaluates it (quantize the fine-tuned model:
+    PTQ, QAT, ZSAQ): `after_finetune(model, data, ctx) -> model`. `data` gives what a method may use: the
+    task's training batches (`data.batches(epoch)`, for QAT with real data), the vocabulary size and special
+    ids (for random or generated inputs), the task's output kind (classification or regression)."""
+
+    label = "a transform of the fine-tuned model"
+
+    def after_finetune(self, model, data, ctx):  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
 # -- prepare-time ---------------------------------------------------------------------------------
 class WeightTransform(Capability):
     """All the work happens in `prepare` (prune, quantize, distil, fuse): any task evaluates the result."""
@@ -132,7 +144,7 @@ class WeightTransform(Capability):
     at_inference = False
 
 
-INFERENCE_CAPABILITIES = (KVCompression, Editing, OwnAnswering, PromptStrategy, Optimization)
+INFERENCE_CAPABILITIES = (KVCompression, Editing, OwnAnswering, PromptStrategy, Optimization, FineTunedTransform)
 
 
 # -- the checks -----------------------------------------------------------------------------------

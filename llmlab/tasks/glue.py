@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from llmlab.capabilities import Optimization
+from llmlab.capabilities import FineTunedTransform, Optimization, is_reference
 from llmlab.data import glue as data
 from llmlab.errors import UserError
 from llmlab.metrics.glue import glue_metrics
@@ -36,7 +36,7 @@ from llmlab.tasks.base import BatchedTask, Scores
 @dataclass
 class Glue(BatchedTask):
     name: ClassVar[str] = "glue"
-    honours: ClassVar[tuple] = (Optimization,)
+    honours: ClassVar[tuple] = (Optimization, FineTunedTransform)
     limit_means: ClassVar[str] = "the first N dev examples (train_examples limits training)"
     main_metric: ClassVar[str] = "glue_task_score"
 
@@ -160,13 +160,26 @@ class Glue(BatchedTask):
             per_epoch.append(scores)
             return scores
 
+        def train() -> dict:
+            return fine_tune(self.model, self.loss_fn, epoch_batches, steps_per_epoch, s, method=method, ctx=ctx,
+                             stage=f"glue_{self.subset}", on_epoch_end=on_epoch_end, seed=ctx.seed)
+
         with ctx.timer("evaluate/train"):
-            run = fine_tune(self.model, self.loss_fn, epoch_batches, steps_per_epoch, s, method=method, ctx=ctx,
-                            stage=f"glue_{self.subset}", on_epoch_end=on_epoch_end, seed=ctx.seed)
+            run, reused = self.fine_tuned(lm, method, rows, train, ctx, per_epoch)
         self.facts = {"train_examples": len(rows), "dev_examples": len(self.dev), "updates": run["updates"],
                       "train_seconds": round(run["train_seconds"], 2), "two_pass": run["two_pass"],
                       "train_examples_per_s": round(run["updates"] * s.batch_size / max(run["train_seconds"], 1e-9), 2),
-                      "settings": s.__dict__, "per_epoch": per_epoch}
+                      "settings": s.__dict__, "per_epoch": per_epoch, "fine_tuned_reused": reused}
+        if isinstance(method, FineTunedTransform):
+            from llmlab.training.finetune import TaskData
+
+            tok = lm.tokenizer
+            task_data = TaskData(batches=epoch_batches, steps_per_epoch=steps_per_epoch, batch_size=s.batch_size,
+                            max_length=self.max_length, vocab_size=int(self.model.config.vocab_size),
+                            special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": self.pad_id},
+                            regression=self.spec.regression, device=device)
+            with ctx.timer("evaluate/after_finetune"):
+                self.model = method.after_finetune(self.model, task_data, ctx)
         optimizer = getattr(method, "label", type(method).__name__) if isinstance(method, Optimization) else "AdamW"
         path = plot_losses({f"{self.subset} ({optimizer})": run["history"]}, ctx.path("train_loss.png"),
                            title=f"GLUE {self.subset}: training loss")
@@ -175,11 +188,42 @@ class Glue(BatchedTask):
         scores = super().evaluate(lm, method, ctx)
         if self.flops_length:
             scores.metrics["gflops"] = self.gflops(device)
-        if per_epoch:
+        if per_epoch and not isinstance(method, FineTunedTransform):  # (a transform's per-epoch scores are the FP model's)
             best = self.best_epoch(per_epoch)
             scores.metrics.update({f"{k}@best_epoch": v for k, v in per_epoch[best].items() if k != "dev_loss"})
             self.facts["best_epoch"] = best + 1
         return scores
+
+    def fine_tuned(self, lm, method, rows: list[dict], train, ctx, per_epoch: list) -> tuple[dict, bool]:
+        """Fine-tune (`train()`), or reuse the identical fine-tune of an earlier run: the plain AdamW fine-tune of
+        method=none and of every method that only acts on the fine-tuned model (FineTunedTransform: PTQ, QAT,
+        ZSAQ rows share one full-precision model per task and seed). Other methods change the training, so they
+        always train. Returns (the fine_tune record, reused)."""
+        if not (is_reference(method) or isinstance(method, FineTunedTransform)):
+            return train(), False
+        import hashlib
+        import json
+
+        from llmlab.training.cache import TrainedCheckpoint, base_identity
+
+        digest = hashlib.sha256(json.dumps([[r["input_ids"], r["labels"]] for r in rows]).encode()).hexdigest()[:16]
+        inputs = {"base": base_identity(lm), "task": "glue", "subset": self.subset, "train": digest,
+                  "settings": self.settings.__dict__, "group_by_length": self.group_by_length,
+                  "pad_to_max_length": self.pad_to_max_length, "eval_each_epoch": self.eval_each_epoch,
+                  "limit": ctx.limit, "seed": ctx.seed}
+        ckpt = TrainedCheckpoint(f"glue_{self.subset}", inputs)
+        holder = type("Holder", (), {"model": self.model, "device": lm.device})()
+        if ckpt.exists():
+            history = ckpt.load_into(holder)
+            print(f"[llmlab] glue {self.subset}: reusing the fine-tuned model {ckpt.path}", flush=True)
+            record = history[-1] if history and "updates" in history[-1] else {}
+            per_epoch.extend(record.get("per_epoch", []))
+            return {"history": history[:-1], "updates": record.get("updates", 0), "two_pass": False,
+                    "train_seconds": record.get("train_seconds", 0.0)}, True
+        run = train()
+        ckpt.save(holder, run["history"] + [{"updates": run["updates"], "train_seconds": run["train_seconds"],
+                                             "per_epoch": list(per_epoch)}])
+        return run, False
 
     def best_epoch(self, per_epoch: list[dict]) -> int:
         """The release's checkpoint_best: highest dev accuracy (STS-B: lowest dev loss), first on ties."""

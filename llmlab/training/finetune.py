@@ -59,6 +59,20 @@ class FineTuneSettings:
         return settings
 
 
+@dataclass
+class TaskData:
+    """What a task that fine-tunes offers a method acting on its fine-tuned model (llmlab.capabilities
+    .FineTunedTransform): its training batches, their size and length, the vocabulary, the output kind."""
+    batches: Callable[[int], Iterable[dict]]   # epoch -> batches of the task's training inputs (dicts of tensors)
+    steps_per_epoch: int
+    batch_size: int
+    max_length: int
+    vocab_size: int
+    special_ids: dict                           # {"cls": id, "sep": id, "pad": id} (None where absent)
+    regression: bool                            # one output (STS-B) instead of class logits
+    device: object = None
+
+
 def no_decay(name: str) -> bool:
     return name.endswith("bias") or "LayerNorm" in name or "layer_norm" in name or "layernorm" in name.lower()
 
