@@ -4,7 +4,7 @@ QAT with the task's real training inputs, the upper bound, and QAT with random t
 The quantized model (fake-quantized linears, straight-through gradients) minimises the output divergence to the
 frozen full-precision model (llmlab.methods.quant.ptq.divergence: KL of the class distributions, MSE for
 regression) on the inputs; no labels are used, so real and random data differ only in the inputs. AdamW, constant
-lr after no warmup. The schedule is our choice, not a paper's (ZSAQ's is not readable here): lr 2e-5 (a usual
+lr after no warmup, dropout off (the divergence then measures the quantization error, not dropout noise). The schedule is our choice, not a paper's (ZSAQ's is not readable here): lr 2e-5 (a usual
 BERT fine-tuning rate), one pass over the task's training batches for real data, the same number of steps for
 random data.
 """
@@ -69,7 +69,7 @@ class QAT(Quantizer):
                     yield model_inputs(b)
                 epoch += 1
 
-        model.train()
+        model.eval()  # dropout off: the divergence measures the quantization error, not dropout noise (our choice)
         losses = []
         for step, batch in zip(progress(range(steps), desc=f"qat ({self.data})", unit="step"), batches()):
             with torch.no_grad():
@@ -78,7 +78,7 @@ class QAT(Quantizer):
             opt.zero_grad()
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
             if ctx is not None and hasattr(ctx, "log_step"):
                 ctx.log_step(f"qat_{self.data}", step + 1, {"divergence": losses[-1]})
         self._facts.update({"data": self.data, "steps": steps, "divergence_first": losses[0] if losses else None,

@@ -83,6 +83,7 @@ class ZSAQ(Quantizer):
         emb = model.get_input_embeddings().embedding_dim
         torch.manual_seed(ctx.seed)
         adapter = nn.Linear(generator.config.hidden_size, emb).to(device)
+        adapter_start = adapter.weight.detach().clone()
         g_params = list(adapter.parameters()) + ([p for p in generator.parameters()] if self.generator_train == "all"
                                                  else [])
         q_params = [p for p in model.parameters() if p.requires_grad]
@@ -106,7 +107,7 @@ class ZSAQ(Quantizer):
             return divergence(target, model(**inputs).logits, data.regression)
 
         history = []
-        model.train()
+        model.eval()  # dropout off, as in QAT (methods/quant/qat.py); gradients still flow
         generator.train(self.generator_train == "all")
         for step in progress(range(int(self.steps)), desc=self.label, unit="step"):
             # min: the quantized model, sharpness-aware (SAM) or plain (SGDA), on inputs from the fixed generator
@@ -134,8 +135,9 @@ class ZSAQ(Quantizer):
             if ctx is not None and hasattr(ctx, "log_step"):
                 ctx.log_step(self.name, step + 1, {k: v for k, v in history[-1].items() if k != "step"})
         model.eval()
-        del gen_lm, generator
         self._facts.update({"optimizer": self.label, "steps": int(self.steps), "generator": self.generator.get("name"),
                             "generator_train": self.generator_train,
+                            "adapter": f"{generator.config.hidden_size} -> {emb}",
+                            "adapter_moved": float((adapter.weight.detach() - adapter_start).norm()),
                             "divergence_first": history[0]["divergence_q"] if history else None,
                             "divergence_last": history[-1]["divergence_q"] if history else None})
