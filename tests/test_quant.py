@@ -146,9 +146,10 @@ def test_bad_settings_and_tasks_are_refused():
         ZSAQ(generator_train="half")
 
 
-def test_glue_quantizes_the_shared_full_precision_fine_tune(tmp_path, llmlab_inproc, outputs):
+def test_glue_quantizes_the_shared_full_precision_fine_tune(tmp_path, llmlab_inproc, outputs, monkeypatch):
     from llmlab.fixtures import glue as fixture
 
+    monkeypatch.setenv("LLMLAB_CACHE", str(tmp_path / "cache"))  # a fresh cache: the first fine-tune is not reused
     fixture.write(tmp_path / "glue")
     common = ["task=glue", "model=tiny-encoder", "task.subset=rte", f"task.data_dir={tmp_path / 'glue'}",
               "task.epochs=1", "task.batch_size=8", "task.max_length=32", "task.flops_length=32", "logger=none"]

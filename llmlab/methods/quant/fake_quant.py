@@ -85,14 +85,17 @@ def quantize_linears(model: nn.Module, w_bits: int, a_bits: int) -> list[QuantLi
 def weight_bytes(model: nn.Module) -> dict:
     """Bytes of the weights as deployed: quantized linears at w_bits per weight plus an fp32 scale per channel,
     everything else (embeddings, norms, biases, head) at its own dtype; beside the all-fp32 size."""
-    quant, other, fp32 = 0, 0, 0
+    quant, other, fp32, linear_fp32 = 0, 0, 0, 0
     counted = set()
     for m in model.modules():
         if isinstance(m, QuantLinear):
             quant += m.weight.numel() * m.w_bits / 8 + m.out_features * 4
+            linear_fp32 += m.weight.numel() * 4
             counted.add(id(m.weight))
     for p in model.parameters():
         fp32 += p.numel() * 4
         if id(p) not in counted:
             other += p.numel() * p.element_size()
-    return {"quantized_bytes": int(quant + other), "fp32_bytes": int(fp32), "ratio": (quant + other) / max(fp32, 1)}
+    return {"quantized_bytes": int(quant + other), "fp32_bytes": int(fp32), "ratio": (quant + other) / max(fp32, 1),
+            "linear_bytes": int(quant), "linear_fp32_bytes": int(linear_fp32),
+            "linear_ratio": quant / max(linear_fp32, 1)}
