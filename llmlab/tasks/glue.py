@@ -210,7 +210,7 @@ class Glue(BatchedTask):
         inputs = {"base": base_identity(lm), "task": "glue", "subset": self.subset, "train": digest,
                   "settings": self.settings.__dict__, "group_by_length": self.group_by_length,
                   "pad_to_max_length": self.pad_to_max_length, "eval_each_epoch": self.eval_each_epoch,
-                  "limit": ctx.limit, "seed": ctx.seed}
+                  "limit": ctx.limit if self.eval_each_epoch else None, "seed": ctx.seed}  # limit: per-epoch dev scores
         ckpt = TrainedCheckpoint(f"glue_{self.subset}", inputs)
         holder = type("Holder", (), {"model": self.model, "device": lm.device})()
         if ckpt.exists():

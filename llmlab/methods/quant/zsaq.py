@@ -22,11 +22,12 @@ Our choices (ASSUMPTION):
   its LayerNorm), with every position attended;
 - the divergence is KL(p_fp || p_q) of the class distributions (MSE of a regression output), as in QAT
   (llmlab.methods.quant.ptq.divergence);
-- one SAM-SGA iteration: draw inputs; the quantized model's SAM step on them (rho 0.05, the SAM default;
-  AdamW, lr 2e-5) with the generator fixed; then the generator's ascent step (Adam, lr 1e-4) on fresh
-  generator outputs with the quantized model fixed; `steps` iterations (200);
+- one SAM-SGA iteration: draw random ids z; the quantized model's SAM step on the generator's output for z
+  (rho 0.05, the SAM default; AdamW, lr 2e-5) with the generator fixed; then the generator's ascent step (Adam,
+  lr 1e-4) on its output for the same z with the quantized model fixed; `steps` iterations (200);
 - `generator_train: all` trains the LM and the adaptation module as the max player; `adapter` only the module
-  (the LM frozen: cheaper on a CPU, still a minimax).
+  (the LM frozen: cheaper on a CPU, still a minimax); `generator_layers: N` keeps the LM's first N blocks (a CPU
+  budget: their hidden states are still a pre-trained model's continuous token representations).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from torch import nn
 
 from llmlab.errors import UserError
 from llmlab.methods.quant.ptq import Quantizer, divergence
+from llmlab.models.anatomy import blocks, decoder
 from llmlab.progress import progress
 
 
@@ -56,6 +58,7 @@ class ZSAQ(Quantizer):
     learning_rate: float = 2e-5    # ASSUMPTION: the quantized model's AdamW lr
     generator_lr: float = 1e-4     # ASSUMPTION: the generator's Adam lr (ascent)
     generator_train: str = "all"   # all: LM + adaptation module | adapter: the module only
+    generator_layers: int | None = None  # keep the generator's first N blocks (null: all); a CPU budget, not the paper
 
     def __post_init__(self):
         super().__post_init__()
@@ -78,11 +81,15 @@ class ZSAQ(Quantizer):
 
         device = next(model.parameters()).device
         gen_lm = models.load(self.generator, device=str(device), seed=ctx.seed)
-        generator = gen_lm.model
+        if self.generator_layers:
+            del blocks(gen_lm.model)[int(self.generator_layers):]
+            gen_lm.model.config.num_hidden_layers = len(blocks(gen_lm.model))
+        generator = decoder(gen_lm.model)  # the blocks without the LM head: the hidden states are what is used
         generator.requires_grad_(self.generator_train == "all")
         emb = model.get_input_embeddings().embedding_dim
         torch.manual_seed(ctx.seed)
-        adapter = nn.Linear(generator.config.hidden_size, emb).to(device)
+        width = int(gen_lm.model.config.hidden_size)
+        adapter = nn.Linear(width, emb).to(device)
         adapter_start = adapter.weight.detach().clone()
         g_params = list(adapter.parameters()) + ([p for p in generator.parameters()] if self.generator_train == "all"
                                                  else [])
@@ -91,13 +98,11 @@ class ZSAQ(Quantizer):
         q_opt = SAM(rho=self.rho).optimizer(model, base, seed=ctx.seed) if self.sam else base
         g_opt = torch.optim.Adam(g_params, lr=self.generator_lr)
         gen = torch.Generator().manual_seed(ctx.seed)
-        vocab = int(generator.config.vocab_size)
+        vocab = int(gen_lm.model.config.vocab_size)
 
-        def generated() -> torch.Tensor:
-            z = torch.randint(0, vocab, (self.batch_size, self.seq_length), generator=gen).to(device)
-            with torch.set_grad_enabled(self.generator_train == "all" and torch.is_grad_enabled()):
-                hidden = generator(input_ids=z, output_hidden_states=True).hidden_states[-1]
-            return adapter(hidden.float())
+        def hidden_states(z: torch.Tensor, grad: bool) -> torch.Tensor:
+            with torch.set_grad_enabled(grad):
+                return generator(input_ids=z).last_hidden_state.float()
 
         def div(embeds: torch.Tensor) -> torch.Tensor:
             inputs = {"inputs_embeds": embeds, "attention_mask": torch.ones(embeds.shape[:2], dtype=torch.long,
@@ -111,8 +116,10 @@ class ZSAQ(Quantizer):
         generator.train(self.generator_train == "all")
         for step in progress(range(int(self.steps)), desc=self.label, unit="step"):
             # min: the quantized model, sharpness-aware (SAM) or plain (SGDA), on inputs from the fixed generator
+            z = torch.randint(0, vocab, (self.batch_size, self.seq_length), generator=gen).to(device)
+            hidden = hidden_states(z, grad=False)
             with torch.no_grad():
-                embeds = generated()
+                embeds = adapter(hidden)
             loss_q = div(embeds)
             q_opt.zero_grad()
             loss_q.backward()
@@ -125,19 +132,22 @@ class ZSAQ(Quantizer):
             # max: the generator ascends the divergence, the quantized model fixed
             for p in q_params:
                 p.requires_grad_(False)
-            loss_g = div(generated())
+            # (a frozen LM gives the same hidden states: only the adaptation module is run again, with gradients)
+            hidden = hidden_states(z, grad=True) if self.generator_train == "all" else hidden
+            loss_g = div(adapter(hidden))
             g_opt.zero_grad()
             (-loss_g).backward()
             g_opt.step()
             for p in q_params:
                 p.requires_grad_(True)
-            history.append({"step": step + 1, "divergence_q": float(loss_q.detach()), "divergence_g": float(loss_g.detach())})
+            history.append({"step": step + 1, "divergence_q": float(loss_q.detach()),
+                            "divergence_g": float(loss_g.detach())})
             if ctx is not None and hasattr(ctx, "log_step"):
                 ctx.log_step(self.name, step + 1, {k: v for k, v in history[-1].items() if k != "step"})
         model.eval()
         self._facts.update({"optimizer": self.label, "steps": int(self.steps), "generator": self.generator.get("name"),
                             "generator_train": self.generator_train,
-                            "adapter": f"{generator.config.hidden_size} -> {emb}",
+                            "adapter": f"{width} -> {emb}", "generator_layers": len(blocks(gen_lm.model)),
                             "adapter_moved": float((adapter.weight.detach() - adapter_start).norm()),
                             "divergence_first": history[0]["divergence_q"] if history else None,
                             "divergence_last": history[-1]["divergence_q"] if history else None})
