@@ -37,8 +37,9 @@ class Method:
         yield lm
 
     def report(self) -> dict[str, Any]:
-        """Facts about what this method did in the run, recorded beside the scores."""
-        return {}
+        """Facts about what this method did in the run, recorded beside the scores (default: the `_facts` a
+        method gathered, if it keeps them there)."""
+        return dict(getattr(self, "_facts", None) or {})
 
     def summary(self) -> str | None:
         """One line for the console (e.g. "KV held 0.4 MiB vs full 3.1 MiB per prompt (13%)")."""

@@ -131,9 +131,6 @@ class MixtureOfExperts(Method, WeightTransform):
                        "parameters": n_params, "variant": self.name}
         return lm
 
-    def report(self) -> dict:
-        return dict(self._facts)
-
     def summary(self) -> str | None:
         f = self._facts
         if not f:

@@ -139,9 +139,6 @@ class Pruner(Method, WeightTransform):
                                        "path": self.calibration_path or ("python stdlib docstrings"
                                                                          if self.calibration_source == "text" else "hub")}}
 
-    def report(self) -> dict:
-        return dict(self._facts)
-
     def summary(self) -> str | None:
         f = self._facts
         if not f:

@@ -17,7 +17,7 @@ fp32, and what was trained.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch.nn import functional as F
@@ -69,9 +69,6 @@ class Quantizer(Method, FineTunedTransform):
 
     def train_quantized(self, model, teacher, data, ctx) -> None:  # pragma: no cover - trainers override
         raise NotImplementedError
-
-    def report(self) -> dict[str, Any]:
-        return dict(self._facts)
 
     def summary(self) -> str | None:
         f = self._facts
