@@ -16,6 +16,11 @@ dev accuracy (STS-B: dev loss) on the same dev set it reports: with `eval_each_e
 scored after every epoch and that selection is recorded beside, as `<metric>@best_epoch` (optimistic:
 model selection on the reported set). The release's CoLA evaluation (scripts/cola-valid.py) also skips
 the first dev line as a header, which CoLA's TSV does not have; every dev example is scored here.
+
+A method that acts on the fine-tuned model (`FineTunedTransform`: PTQ, QAT, ZSAQ) gets it after training and
+before the dev set is scored. That full-precision fine-tune is the plain AdamW one of `method=none`, so it is
+cached by signature (model, training data, settings, seed) and shared by those rows and the dense row. `gflops`
+is the forward FLOPs of the final model on one example of `flops_length` tokens (torch's flop counter).
 """
 
 from __future__ import annotations
@@ -175,9 +180,9 @@ class Glue(BatchedTask):
 
             tok = lm.tokenizer
             task_data = TaskData(batches=epoch_batches, steps_per_epoch=steps_per_epoch, batch_size=s.batch_size,
-                            max_length=self.max_length, vocab_size=int(self.model.config.vocab_size),
-                            special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": self.pad_id},
-                            regression=self.spec.regression, device=device)
+                                 max_length=self.max_length, vocab_size=int(self.model.config.vocab_size),
+                                 special_ids={"cls": tok.cls_token_id, "sep": tok.sep_token_id, "pad": self.pad_id},
+                                 regression=self.spec.regression, device=device)
             with ctx.timer("evaluate/after_finetune"):
                 self.model = method.after_finetune(self.model, task_data, ctx)
         optimizer = getattr(method, "label", type(method).__name__) if isinstance(method, Optimization) else "AdamW"
