@@ -185,3 +185,17 @@ def test_glue_runs_end_to_end_with_experts(tmp_path, llmlab_inproc, outputs, met
     assert res["metrics"]["gflops"] > 0 and math.isfinite(res["metrics"]["glue_task_score"])
     log = (next(outputs.rglob("results.json")).parent / "train_log.csv").read_text()
     assert "aux_loss" in log
+
+
+@pytest.mark.parametrize("cls", [MixtureOfExperts, MergingExpertsIntoOne])
+def test_expert_bias_keeps_the_pretrained_function_exactly(cls):
+    lm = _tiny_lm()
+    ids = torch.tensor([[5, 9, 14, 3, 7], [8, 8, 2, 4, 6]])
+    with torch.no_grad():
+        want = lm.model(input_ids=ids).last_hidden_state
+    cls(n_experts=4, k=2, level="sequence", expert_bias=True).prepare(lm, _Ctx())
+    layer = lm.model.encoder.layer[1].intermediate.dense
+    assert layer.bias is not None and layer.bias.shape == (4, layer.out_features)
+    with torch.no_grad():
+        got = lm.model(input_ids=ids).last_hidden_state
+    assert torch.allclose(got, want, atol=1e-5)

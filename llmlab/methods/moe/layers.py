@@ -66,7 +66,7 @@ class RoutedLinear(nn.Module):
     merges: bool = False
 
     def __init__(self, weight: torch.Tensor, n_experts: int, k: int, level: str, task: TaskEmbedding | None = None,
-                 reduce_factor: int = 16, noisy: bool = True):
+                 reduce_factor: int = 16, noisy: bool = True, bias: torch.Tensor | None = None):
         super().__init__()
         if level not in LEVELS:
             raise ValueError(f"level={level!r}; one of {LEVELS}")
@@ -75,8 +75,10 @@ class RoutedLinear(nn.Module):
         out_features, in_features = weight.shape
         self.in_features, self.out_features = in_features, out_features
         self.n_experts, self.k, self.level, self.noisy = n_experts, k, level, noisy
-        # every expert starts as the pre-trained projection, bias dropped (the release's load_MoE / load_MEO)
+        # every expert starts as the pre-trained projection, bias dropped (the release's load_MoE / load_MEO); with
+        # `bias` each expert also gets the pre-trained bias (the release's layers take bias=True, its models pass False)
         self.weight = nn.Parameter(weight.detach().clone().unsqueeze(0).repeat(n_experts, 1, 1))
+        self.bias = nn.Parameter(bias.detach().clone().unsqueeze(0).repeat(n_experts, 1)) if bias is not None else None
         if level == "task":
             if task is None:
                 raise ValueError("level=task needs the task description's embedding")
@@ -123,7 +125,8 @@ class MoELinear(RoutedLinear):
             if units.numel() == 0:
                 continue
             g = gates[units, e].to(rows.dtype).view(-1, *([1] * (rows.dim() - 1)))
-            out = out.index_add(0, units, g * (rows[units] @ self.weight[e].T))
+            y = rows[units] @ self.weight[e].T
+            out = out.index_add(0, units, g * (y + self.bias[e] if self.bias is not None else y))
         return out.reshape(*shape, self.out_features)
 
 
@@ -133,8 +136,9 @@ class MEOLinear(RoutedLinear):
     merges = True
 
     def __init__(self, weight: torch.Tensor, n_experts: int, k: int, level: str, task: TaskEmbedding | None = None,
-                 reduce_factor: int = 64, noisy: bool = True, token_reduce_factor: int = 64):
-        super().__init__(weight, n_experts, k, level, task, reduce_factor, noisy)
+                 reduce_factor: int = 64, noisy: bool = True, bias: torch.Tensor | None = None,
+                 token_reduce_factor: int = 64):
+        super().__init__(weight, n_experts, k, level, task, reduce_factor, noisy, bias)
         if level == "token":
             self.token_attention = TokenAttention(self.in_features, token_reduce_factor)
 
@@ -147,4 +151,7 @@ class MEOLinear(RoutedLinear):
             merged = torch.einsum("bk,bkoi->boi", top.to(x.dtype), self.weight[index])
         else:
             merged = torch.einsum("be,eoi->boi", gates.to(x.dtype), self.weight)
-        return torch.einsum("bti,boi->bto", x, merged)
+        y = torch.einsum("bti,boi->bto", x, merged)
+        if self.bias is not None:  # the release's MEO: expert_bias = Σ g_e b_e, added per sequence
+            y = y + (gates.to(x.dtype) @ self.bias).unsqueeze(1)
+        return y

@@ -10,7 +10,8 @@ experts, gates and the new parts, and adds the layers' balance losses to its los
 the pre-trained projection without its bias, as the release's `load_MoE` / `load_MEO` load them (ERRATA: the
 release copies the pre-trained FFN weight into every expert of both models and drops the FFN biases). With the
 gates' zero initialisation every row's gates sum to 1 over identical experts, so the rebuilt encoder starts as
-the pre-trained one minus the FFN biases (the token-attention block, initialised N(0, 0.02) by BERT's
+the pre-trained one minus the FFN biases (`expert_bias: true` keeps them: then it starts as the pre-trained one
+exactly; the token-attention block, initialised N(0, 0.02) by BERT's
 `_init_weights` as in the release, adds a small perturbation at token level).
 
 Defaults: the release's run_glue.sh (n_experts 16, k 12, moe_level task); its run_glue.py defaults are
@@ -71,6 +72,8 @@ class MixtureOfExperts(Method, WeightTransform):
     level: str = "task"          # run_glue.sh moe_level=task: sequence | task | token
     noisy_gating: bool = True    # MoE(noisy_gating=True)
     reduce_factor: int = 16      # MoE(reduce_factor=16): the task level's gate input is 128 / 16 wide
+    expert_bias: bool = False    # the release drops the FFN biases (its models build the layers with bias=False);
+                                 # true: every expert also starts with the pre-trained bias
     description_size: int = 128  # run_glue.py --description_size 128
     description_length: int = 128  # the description is tokenized padded to run_glue.py's max_seq_length 128
     task_description: str | None = None  # a GLUE task name (its release description) or the text itself
@@ -119,8 +122,9 @@ class MixtureOfExperts(Method, WeightTransform):
                     raise UserError(f"method={self.name} replaces the FFN projections of BERT-style encoders "
                                     f"(intermediate.dense, output.dense); {type(block).__name__} has none. Use an "
                                     f"encoder: model=minilm-l6, model=hf model.path=bert-base-uncased model.kind=encoder.")
+                bias = old.bias.data if (self.expert_bias and old.bias is not None) else None
                 layer = self.layer_class(old.weight.data, self.n_experts, self.k, self.level, task=task,
-                                         noisy=self.noisy_gating, **self.layer_kwargs())
+                                         noisy=self.noisy_gating, bias=bias, **self.layer_kwargs())
                 for module in layer.modules():   # the new parts as the model initialises its own (N(0, 0.02))
                     if isinstance(module, torch.nn.Linear) and hasattr(model, "_init_weights"):
                         model._init_weights(module)
@@ -128,7 +132,7 @@ class MixtureOfExperts(Method, WeightTransform):
                 replaced += 1
         n_params = sum(p.numel() for p in model.parameters())
         self._facts = {"routed_layers": replaced, "n_experts": self.n_experts, "k": self.k, "level": self.level,
-                       "parameters": n_params, "variant": self.name}
+                       "expert_bias": self.expert_bias, "parameters": n_params, "variant": self.name}
         return lm
 
     def summary(self) -> str | None:
