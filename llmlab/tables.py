@@ -27,6 +27,7 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
   reference {path: value}: results matching it are a row of every group (the dense model beside each
             pruner's block) instead of a group of their own; a group key given as "*" matches any value
             (the dense model beside every routing level, which it does not depend on)
+  notes     [text, ...]: what a reader must know to read the numbers, printed under the legend
   plot      {x: <config path>, y: <metric>, line: <config path>, where: {...}}: a line plot PNG
             of all the experiment's results (the table's `where` does not apply to it)
 
@@ -389,7 +390,7 @@ def render_markdown(spec: dict, table: dict) -> str:
 def describe_values(spec: dict) -> str:
     """One line saying what the numbers are: each metric (by its registry entry), unit, scale factor."""
     columns = spec["columns"]
-    names = [columns["metric"]] if isinstance(columns, dict) else list(columns)
+    names = [columns["metric"], *(columns.get("also") or [])] if isinstance(columns, dict) else list(columns)
     entries, unknown = {}, []
     for name in names:
         entry = metric_entry(name)
@@ -542,7 +543,7 @@ def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
 def render(spec: dict, results: list[dict], title: str) -> tuple[str, list[dict]]:
     remember_metric_info(results)
     tables = pivot(spec, results)
-    parts = [title, describe_values(spec)]
+    parts = [title, describe_values(spec)] + [f"Note: {note}" for note in spec.get("notes") or []]
     if not tables:
         parts.append(f"no complete results with experiment_name={spec['experiment_name']!r} yet; "
                      f"run `llmlab run -m experiment={spec['experiment_name']}`.")

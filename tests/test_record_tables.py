@@ -244,7 +244,7 @@ def test_also_metrics_are_pooled_over_the_by_columns(tmp_path):
     (conf / "demo.yaml").write_text(
         "experiment_name: demo\n"
         "table:\n  rows: method\n  columns: {by: task, metric: score, also: [gflops]}\n  over: seed\n"
-        "  average: avg\n  format: '.1f'\n")
+        "  average: avg\n  format: '.1f'\n  notes: [a gap at sequence level is seed noise]\n")
     root = tmp_path / "outputs"
     n = 0
     for seed in (1, 2):
@@ -260,6 +260,7 @@ def test_also_metrics_are_pooled_over_the_by_columns(tmp_path):
     assert head == ["cola", "rte", "avg", "gflops"]
     assert row[:3] == ["15.0 ± 7.1", "45.0 ± 21.2", "30.0 ± 14.1"]   # the average leaves gflops out
     assert row[3].startswith("3.0 ±") and "results of" not in md     # the mean over tasks; no conflict note
+    assert "Note: a gap at sequence level is seed noise" in md
 
 def test_reference_row_in_every_group(tmp_path):
     conf = tmp_path / "conf" / "experiment"
