@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from llmlab.errors import UserError
-from llmlab.methods.quant.fake_quant import QuantLinear, fake_quant_per_tensor, quantize_linears, weight_bytes
-from llmlab.methods.quant.ptq import PTQ, divergence
+from llmlab.methods.quant.fake_quant import (QuantLinear, fake_quant_per_tensor, fake_quant_per_token, quantize_linears,
+                                             weight_bytes, weight_scales)
+from llmlab.methods.quant.ptq import PTQ, ZeroQuant, divergence
 from llmlab.methods.quant.qat import QAT, random_inputs
+from llmlab.methods.quant.gptq import GPTQ
 from llmlab.methods.quant.zsaq import ZSAQ
 from llmlab.training.finetune import TaskData
 
@@ -35,6 +37,23 @@ def test_fake_quant_levels_and_straight_through_gradient():
     assert (fake_quant_per_tensor(x.detach(), 8) - x.detach()).abs().max() <= x.detach().abs().max() / 127 / 2 + 1e-6
 
 
+
+def test_zeroquant_token_wise_activations_and_row_groups():
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 16)
+    x[0, 0] *= 100                                                     # one outlier token
+    per_tensor = (fake_quant_per_tensor(x, 8) - x)[0, 1:].abs().max()
+    per_token = (fake_quant_per_token(x, 8) - x)[0, 1:].abs().max()
+    assert per_token < per_tensor / 10                                 # the other tokens keep their precision
+    w = torch.randn(8, 4)
+    grouped = weight_scales(w, 4, group_rows=4)
+    assert torch.equal(grouped[:4], grouped[:1].expand(4)) and torch.equal(grouped[4:], grouped[4:5].expand(4))
+    assert torch.allclose(grouped[:4].max(), weight_scales(w, 4)[:4].max())
+    model, tok = _encoder()
+    out = ZeroQuant(w_bits=4, a_bits=8, group_rows=4).after_finetune(model, _data(tok), _Ctx())
+    layer = next(m for m in out.modules() if isinstance(m, QuantLinear))
+    assert layer.per_token and layer.group_rows == 4
+
 def test_w8a8_fake_quant_matches_a_real_int8_matmul():
     torch.manual_seed(0)
     lin = torch.nn.Linear(64, 32, bias=False)
@@ -48,6 +67,24 @@ def test_w8a8_fake_quant_matches_a_real_int8_matmul():
     assert torch.allclose(fake, real, rtol=1e-4, atol=1e-4)
     assert (fake - lin(x)).abs().max() > 1e-4          # and it is not the fp32 layer
 
+
+
+def test_gptq_rounds_with_less_output_error_than_round_to_nearest():
+    from llmlab.models.activations import SecondMoment
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 16, bias=False)
+    x = torch.randn(512, 64) @ torch.randn(64, 64) * 0.3      # correlated inputs: where GPTQ's updates pay
+    rtn = QuantLinear(copy.deepcopy(lin), 3, 32)
+    gptq = QuantLinear(copy.deepcopy(lin), 3, 32)
+    stats = SecondMoment(64)
+    stats.add(x, samples=512)
+    GPTQ(w_bits=3, blocksize=16).quantize_linear(gptq, stats)
+    ints, scale = gptq.int_weight()
+    assert torch.allclose(ints.float() * scale[:, None], gptq.weight.detach(), atol=1e-6)   # on its fixed grid
+    with torch.no_grad():
+        err = lambda q: float((q(x) - lin(x)).pow(2).mean())
+        assert err(gptq) < 0.8 * err(rtn)
 
 def _encoder():
     from llmlab.models.heads import with_head
@@ -153,7 +190,7 @@ def test_glue_quantizes_the_shared_full_precision_fine_tune(tmp_path, llmlab_inp
     fixture.write(tmp_path / "glue")
     common = ["task=glue", "model=tiny-encoder", "task.subset=rte", f"task.data_dir={tmp_path / 'glue'}",
               "task.epochs=1", "task.batch_size=8", "task.max_length=32", "task.flops_length=32", "logger=none"]
-    for method in ("none", "ptq", "zsaq_sgda"):
+    for method in ("none", "ptq", "gptq", "zsaq_sgda"):
         extra = ["model@method.generator=tiny-llama", "method.steps=2", "method.batch_size=4",
                  "method.seq_length=8"] if method.startswith("zsaq") else []
         code, out, err = llmlab_inproc(f"method={method}", *common, *extra)
@@ -162,6 +199,7 @@ def test_glue_quantizes_the_shared_full_precision_fine_tune(tmp_path, llmlab_inp
     assert results["none"]["info"]["fine_tuned_reused"] is False
     assert results["ptq"]["info"]["fine_tuned_reused"] is True and results["zsaq_sgda"]["info"]["fine_tuned_reused"]
     assert results["ptq"]["method_info"]["setting"] == "W4A8" and results["zsaq_sgda"]["method_info"]["steps"] == 2
+    assert results["gptq"]["method_info"]["gptq_linears"] == 12 and results["gptq"]["info"]["fine_tuned_reused"]
     assert "glue_task_score@best_epoch" in results["none"]["metrics"]
     assert "glue_task_score@best_epoch" not in results["ptq"]["metrics"]   # the per-epoch scores are the FP model's
     code, out, err = llmlab_inproc("method=ptq", "task=wikitext2_ppl", "model=tiny-llama", "logger=none")

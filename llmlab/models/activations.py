@@ -88,6 +88,17 @@ class SecondMoment:
         """E[x xᵀ] over tokens (ROME's uncentered key covariance)."""
         return self.sum_outer / max(self.tokens, 1)
 
+    def inverse_hessian_cholesky(self, W: torch.Tensor, percdamp: float) -> torch.Tensor:
+        """The upper Cholesky factor of H⁻¹ for H = 2/n Σ x xᵀ (n: samples), as SparseGPT's and GPTQ's code build
+        it: a dead input (zero diagonal) gets H_ii = 1 and its weight column zeroed in `W` (in place), then
+        `percdamp` x mean(diag H) is added to the diagonal."""
+        H = (2.0 * self.sum_outer / max(self.samples, 1)).float()
+        dead = torch.diag(H) == 0
+        H[dead, dead] = 1
+        W[:, dead] = 0
+        H += percdamp * torch.mean(torch.diag(H)) * torch.eye(H.shape[0])
+        return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+
 
 @contextmanager
 def input_hooks(modules: dict, fn):

@@ -29,13 +29,7 @@ class SparseGPT(Pruner):
     def prune_linear(self, linear, stats):
         W = linear.weight.data.clone().float()
         cols = W.shape[1]
-        H = (2.0 * stats.sum_outer / max(stats.samples, 1)).float()  # the running 2/n-scaled sum of X X^T
-        dead = torch.diag(H) == 0
-        H[dead, dead] = 1
-        W[:, dead] = 0
-        damp = self.percdamp * torch.mean(torch.diag(H))
-        H += damp * torch.eye(cols)
-        Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+        Hinv = stats.inverse_hessian_cholesky(W, self.percdamp)  # the running 2/n-scaled sum of X X^T, damped
         for i1 in range(0, cols, self.blocksize):
             i2 = min(i1 + self.blocksize, cols)
             W1, Hinv1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2]

@@ -59,13 +59,17 @@ class Quantizer(Method, FineTunedTransform):
             import copy
 
             teacher = copy.deepcopy(model).eval().requires_grad_(False)
-        layers = quantize_linears(model, self.w_bits, self.a_bits)
+        layers = quantize_linears(model, self.w_bits, self.a_bits, **self.quantizer_options())
         self._facts.update({"setting": f"W{self.w_bits}A{self.a_bits}", "quantized_linears": len(layers),
                             **weight_bytes(model)})
         if teacher is not None:
             self.train_quantized(model, teacher, data, ctx)
         model.eval()
         return model
+
+    def quantizer_options(self) -> dict:
+        """Options of QuantLinear beyond the bits (ZeroQuant: row groups, token-wise activations)."""
+        return {}
 
     def train_quantized(self, model, teacher, data, ctx) -> None:  # pragma: no cover - trainers override
         raise NotImplementedError
@@ -81,3 +85,17 @@ class Quantizer(Method, FineTunedTransform):
 @dataclass
 class PTQ(Quantizer):
     name: ClassVar[str] = "ptq"
+
+
+@dataclass
+class ZeroQuant(Quantizer):
+    """ZeroQuant's fine-grained post-training quantization (Yao et al., NeurIPS 2022): weights on one scale per
+    group of consecutive output rows, activations on one scale per token, computed on the fly; no data. Its
+    layer-by-layer distillation (LKD) is not here: this row is ZeroQuant without LKD."""
+
+    name: ClassVar[str] = "zeroquant"
+
+    group_rows: int = 64     # ASSUMPTION: rows per weight group (ZeroQuant groups rows; its BERT count not read here)
+
+    def quantizer_options(self) -> dict:
+        return {"group_rows": self.group_rows, "per_token": True}
