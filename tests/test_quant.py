@@ -13,7 +13,8 @@ import torch
 from llmlab.errors import UserError
 from llmlab.methods.quant.fake_quant import (QuantLinear, fake_quant_per_tensor, fake_quant_per_token, quantize_linears,
                                              weight_bytes, weight_scales)
-from llmlab.methods.quant.ptq import PTQ, ZeroQuant, divergence
+from llmlab.methods.quant.ptq import PTQ, divergence
+from llmlab.methods.quant.zeroquant import ZeroQuant
 from llmlab.methods.quant.qat import QAT, random_inputs
 from llmlab.methods.quant.gptq import GPTQ
 from llmlab.methods.quant.zsaq import ZSAQ
@@ -49,10 +50,23 @@ def test_zeroquant_token_wise_activations_and_row_groups():
     grouped = weight_scales(w, 4, group_rows=4)
     assert torch.equal(grouped[:4], grouped[:1].expand(4)) and torch.equal(grouped[4:], grouped[4:5].expand(4))
     assert torch.allclose(grouped[:4].max(), weight_scales(w, 4)[:4].max())
-    model, tok = _encoder()
-    out = ZeroQuant(w_bits=4, a_bits=8, group_rows=4).after_finetune(model, _data(tok), _Ctx())
-    layer = next(m for m in out.modules() if isinstance(m, QuantLinear))
-    assert layer.per_token and layer.group_rows == 4
+    for steps in (0, 8):
+        model, tok = _encoder()
+        fp = copy.deepcopy(model).eval()
+        data = _data(tok)
+        data.special_ids = {"cls": 1, "sep": 2, "pad": 0}
+        method = ZeroQuant(w_bits=2, a_bits=8, group_rows=4, lkd_steps=steps, lkd_lr=1e-3, batch_size=4, seq_length=8)
+        out = method.after_finetune(model, data, _Ctx())
+        layer = next(m for m in out.modules() if isinstance(m, QuantLinear))
+        assert layer.per_token and layer.group_rows == 4
+        ids = {"input_ids": torch.randint(5, 500, (4, 8), generator=torch.Generator().manual_seed(1))}
+        with torch.no_grad():
+            gap = float((out.bert(**ids).last_hidden_state - fp.bert(**ids).last_hidden_state).pow(2).mean())
+        if steps == 0:
+            no_lkd = gap
+            assert "lkd_steps_per_block" not in method.report()
+        else:  # LKD pulls the quantized encoder's hidden states toward the full-precision ones
+            assert gap < no_lkd and method.report()["lkd_mse_last"] < method.report()["lkd_mse_first"]
 
 def test_w8a8_fake_quant_matches_a_real_int8_matmul():
     torch.manual_seed(0)

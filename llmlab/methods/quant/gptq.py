@@ -22,6 +22,7 @@ import torch
 
 from llmlab.methods.quant.fake_quant import QuantLinear, _qmax, weight_scales
 from llmlab.methods.quant.ptq import Quantizer
+from llmlab.methods.quant.qat import task_sequences
 from llmlab.models import anatomy
 from llmlab.models.activations import SecondMoment, first_block_inputs, input_hooks
 
@@ -37,7 +38,7 @@ class GPTQ(Quantizer):
     def after_finetune(self, model, data, ctx):
         # the blocks and their first inputs before the swap (the embeddings stay in full precision, so the first
         # block's inputs do not change; anatomy finds blocks by their nn.Linear projections)
-        seqs = self.calibration_sequences(data)
+        seqs = task_sequences(data, self.nsamples)
         holder = type("Holder", (), {"model": model, "device": next(model.parameters()).device})()
         with torch.no_grad():
             inps = first_block_inputs(holder, seqs)
@@ -46,22 +47,6 @@ class GPTQ(Quantizer):
         self.calibrate(blocks, inps)
         self._facts["calibration_sequences"] = len(seqs)
         return model
-
-    def calibration_sequences(self, data) -> list[torch.Tensor]:
-        """The first `nsamples` training inputs, each without its padding ([1, length])."""
-        seqs = []
-        epoch = 0
-        while len(seqs) < self.nsamples:
-            before = len(seqs)
-            for batch in data.batches(epoch):
-                mask = batch.get("attention_mask", torch.ones_like(batch["input_ids"]))
-                seqs += [ids[m.bool()][None] for ids, m in zip(batch["input_ids"], mask)]
-                if len(seqs) >= self.nsamples:
-                    break
-            if len(seqs) == before:
-                break
-            epoch += 1
-        return seqs[: self.nsamples]
 
     @torch.no_grad()
     def calibrate(self, blocks: list, inps: list) -> None:

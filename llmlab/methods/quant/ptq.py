@@ -86,16 +86,3 @@ class Quantizer(Method, FineTunedTransform):
 class PTQ(Quantizer):
     name: ClassVar[str] = "ptq"
 
-
-@dataclass
-class ZeroQuant(Quantizer):
-    """ZeroQuant's fine-grained post-training quantization (Yao et al., NeurIPS 2022): weights on one scale per
-    group of consecutive output rows, activations on one scale per token, computed on the fly; no data. Its
-    layer-by-layer distillation (LKD) is not here: this row is ZeroQuant without LKD."""
-
-    name: ClassVar[str] = "zeroquant"
-
-    group_rows: int = 64     # ASSUMPTION: rows per weight group (ZeroQuant groups rows; its BERT count not read here)
-
-    def quantizer_options(self) -> dict:
-        return {"group_rows": self.group_rows, "per_token": True}

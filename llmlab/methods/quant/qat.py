@@ -33,6 +33,23 @@ def random_inputs(data, batch_size: int, length: int, gen: torch.Generator) -> d
     return {"input_ids": ids.to(data.device), "attention_mask": torch.ones_like(ids).to(data.device)}
 
 
+def task_sequences(data, n: int) -> list[torch.Tensor]:
+    """The task's first `n` training inputs, each without its padding ([1, length]): calibration sequences."""
+    seqs: list[torch.Tensor] = []
+    epoch = 0
+    while len(seqs) < n:
+        before = len(seqs)
+        for batch in data.batches(epoch):
+            mask = batch.get("attention_mask", torch.ones_like(batch["input_ids"]))
+            seqs += [ids[m.bool()][None] for ids, m in zip(batch["input_ids"], mask)]
+            if len(seqs) >= n:
+                break
+        if len(seqs) == before:
+            break
+        epoch += 1
+    return seqs[:n]
+
+
 def model_inputs(batch: dict) -> dict:
     return {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids", "inputs_embeds")}
 
