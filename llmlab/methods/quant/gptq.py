@@ -20,6 +20,7 @@ from typing import ClassVar
 
 import torch
 
+from llmlab.methods.pruning.sparsegpt import obs_sweep
 from llmlab.methods.quant.fake_quant import QuantLinear, _qmax, weight_scales
 from llmlab.methods.quant.ptq import Quantizer
 from llmlab.methods.quant.qat import task_sequences
@@ -69,19 +70,7 @@ class GPTQ(Quantizer):
         scale = weight_scales(W, layer.w_bits)               # fixed before the updates (find_params on W)
         top = _qmax(layer.w_bits)
         Hinv = stats.inverse_hessian_cholesky(W, self.percdamp)
-        cols = W.shape[1]
-        for i1 in range(0, cols, self.blocksize):
-            i2 = min(i1 + self.blocksize, cols)
-            W1, Hinv1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2]
-            Q1, Err1 = torch.zeros_like(W1), torch.zeros_like(W1)
-            for i in range(i2 - i1):
-                w, d = W1[:, i], Hinv1[i, i]
-                q = torch.clamp(torch.round(w / scale), -top, top) * scale
-                Q1[:, i] = q
-                err = (w - q) / d
-                W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
-                Err1[:, i] = err
-            W[:, i1:i2] = Q1
-            W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+        obs_sweep(W, Hinv, self.blocksize, lambda i, w, W1, Hinv1, state: torch.clamp(torch.round(w / scale), -top, top)
+                  * scale)
         layer.weight.data.copy_(W.to(layer.weight.dtype))
         layer.w_scale = scale.to(layer.weight.device)
