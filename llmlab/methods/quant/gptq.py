@@ -8,7 +8,8 @@ is added (percdamp 0.01), and H⁻¹'s upper Cholesky factor drives the column-b
 rounded on its channel's grid and the rounding error, scaled by 1/[H⁻¹]_ii, is pushed onto the columns not yet
 rounded (lazy batches of 128 columns). The per-channel scales are fixed from the weight before the updates
 (`quantizer.find_params` on the whole weight) and kept (`QuantLinear.w_scale`), so the model evaluates exactly the
-grid GPTQ rounded to. Columns in their natural order (`--act-order` off, the official default).
+grid GPTQ rounded to. The grids are the symmetric ones every row of the table uses (the official quantizer is
+asymmetric min-max unless `--sym`). Columns in their natural order (`--act-order` off, the official default).
 
 The calibration sequences are fed one at a time, so no padding enters the statistics.
 """
