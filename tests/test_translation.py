@@ -32,6 +32,7 @@ def test_replayed_bleu_and_chrf_equal_sacrebleu_with_the_target_tokenizer(llmlab
         assert results["metrics"]["bleu"] == pytest.approx(expected)
         assert results["metrics"]["chrf"] == pytest.approx(sacrebleu.corpus_chrf(hyps, [refs]).score)
         assert f"tok:{tokenize}" in results["info"]["bleu_signature"] and results["metrics"]["target_script"] == 100.0
+        assert "comet" not in results["metrics"] and results["info"]["comet"].startswith("skipped")
 
 
 def test_target_script_flags_outputs_in_the_wrong_language():
@@ -46,3 +47,14 @@ def test_bad_direction_and_unequal_files_fail_with_one_paragraph(tmp_path):
     (tmp_path / "r.txt").write_text("a\n")
     with pytest.raises(UserError, match="one reference per source line"):
         Translation(direction="ende", source_path=str(tmp_path / "s.txt"), reference_path=str(tmp_path / "r.txt")).check_data()
+
+
+def test_comet_asked_for_but_unavailable_is_refused_before_loading(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "s.txt").write_text("a\n")
+    (tmp_path / "r.txt").write_text("a\n")
+    task = Translation(direction="ende", source_path=str(tmp_path / "s.txt"), reference_path=str(tmp_path / "r.txt"),
+                       comet_model=str(tmp_path / "no-such-model.ckpt"))
+    # without the package: install it; with it: the missing checkpoint and the hub that is off
+    with pytest.raises(UserError, match=r"unbabel-comet package is not installed|not a checkpoint file.*hub is off"):
+        task.check_data()

@@ -10,6 +10,10 @@ the [TGT] translation for the following sentence: <line>"). With
 
 Besides BLEU and chrF, `target_script` records the share of hypotheses written in the target's script
 (Han characters for zh, Latin otherwise): a published file in the wrong language shows there.
+
+COMET (the paper's primary metric, wmt20-comet-da) is scored when `comet_model` names a checkpoint file or a
+model the `unbabel-comet` package downloads (it needs that package and, for a name, the hub); otherwise it is
+skipped and `info.comet` says so.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import ClassVar
 from llmlab.capabilities import PromptStrategy
 from llmlab.errors import UserError
 from llmlab.generation import Sampling
-from llmlab.metrics.mt import bleu, chrf
+from llmlab.metrics.mt import bleu, chrf, comet, comet_available
 from llmlab.metrics.registry import register
 from llmlab.tasks.base import BatchedTask
 
@@ -55,6 +59,8 @@ class Translation(BatchedTask):
     temperature: float = 0.0              # ChatGPT4MT: temperature 0 unless swept
     max_new_tokens: int = 256
     batch_size: int = 8
+    comet_model: str | None = None        # a COMET checkpoint file, or a model name (Unbabel/wmt20-comet-da); null: no COMET
+    comet_batch_size: int = 16
 
     def __post_init__(self):
         if len(self.direction) != 4 or self.direction[:2] not in LANGS or self.direction[2:] not in LANGS:
@@ -84,10 +90,27 @@ class Translation(BatchedTask):
             if not p.is_file():
                 raise UserError(f"translation: {p} does not exist (direction {self.direction}); give the test set's "
                                 f"directory (task.data_dir) or files (task.source_path, task.reference_path).")
+        self.check_comet()
         n_src, n_ref = (len(p.read_text(encoding="utf-8").rstrip("\n").split("\n")) for p in (src, ref))
         if n_src != n_ref:
             raise UserError(f"translation: {src} has {n_src} lines but {ref} has {n_ref}; a parallel test set "
                             f"needs one reference per source line.")
+
+    def check_comet(self) -> None:
+        """Before any model loads: COMET asked for, but the package or the model cannot be had."""
+        if not self.comet_model:
+            return
+        from llmlab.paths import hub_offline
+
+        if not comet_available():
+            raise UserError(f"translation: task.comet_model={self.comet_model} asks for COMET, and the unbabel-comet "
+                            f"package is not installed. Install it (pip install unbabel-comet), or set "
+                            f"task.comet_model=null to score BLEU and chrF only.")
+        if not Path(str(self.comet_model)).expanduser().is_file() and hub_offline():
+            raise UserError(f"translation: task.comet_model={self.comet_model} is not a checkpoint file, so COMET would "
+                            f"download it, but the hub is off (HF_HUB_OFFLINE=1, llmlab's default). Give the path of "
+                            f"a downloaded checkpoint (<model dir>/checkpoints/model.ckpt) or allow the hub with "
+                            f"HF_HUB_OFFLINE=0.")
 
     def items(self, lm, ctx) -> list[dict]:
         src, ref = self.paths()
@@ -121,5 +144,12 @@ class Translation(BatchedTask):
         b, b_sig = bleu(hyps, refs, self.target_lang)
         c, c_sig = chrf(hyps, refs)
         script = 100.0 * sum(in_script(h, self.target_lang) for h in hyps) / max(1, len(hyps))
-        return ({"bleu": b, "chrf": c, "target_script": script},
-                {"bleu_signature": b_sig, "chrf_signature": c_sig, "direction": self.direction})
+        metrics = {"bleu": b, "chrf": c, "target_script": script}
+        facts = {"bleu_signature": b_sig, "chrf_signature": c_sig, "direction": self.direction}
+        if self.comet_model:
+            metrics["comet"], facts["comet"] = comet([p["source"] for p in predictions], hyps, refs,
+                                                     str(self.comet_model), self.comet_batch_size)
+        else:
+            facts["comet"] = ("skipped: task.comet_model is not set (COMET needs the unbabel-comet package and a "
+                              "model, e.g. Unbabel/wmt20-comet-da)")
+        return metrics, facts
