@@ -6,6 +6,8 @@ encoder blocks' linears by fake-quantized ones (llmlab.methods.quant.fake_quant:
 A`a_bits` per tensor, symmetric, min-max scales) and then, depending on the method, trains them:
 
     ptq        nothing more: min-max scales, no data
+    zeroquant  row-group weight scales, token-wise activations, then layer-by-layer distillation (zeroquant.py)
+    gptq       Hessian-guided rounding calibrated on the task's training inputs (gptq.py)
     qat        distillation from the full-precision model on the task's training inputs (real data: the upper
                bound) or on random tokens (methods/quant/qat.py)
     zsaq       distillation on inputs a generator makes, minimax with sharpness-aware steps (methods/quant/zsaq.py)
