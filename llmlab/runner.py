@@ -92,6 +92,7 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
             method.check()
             task.check(method)
             task.check_model(config["model"])
+            method.check_model(config["model"])
     except BaseException as err:
         _record_failure(ctx, common, err)
         raise

@@ -199,3 +199,11 @@ def test_expert_bias_keeps_the_pretrained_function_exactly(cls):
     with torch.no_grad():
         got = lm.model(input_ids=ids).last_hidden_state
     assert torch.allclose(got, want, atol=1e-5)
+
+
+def test_a_causal_lm_is_refused_before_loading(llmlab_inproc, outputs):
+    code, out, err = llmlab_inproc("method=meo", "method.level=sequence", "model=tiny-llama", "task=wikitext2_ppl",
+                                   "logger=none")
+    assert code != 0 and "FFN projections of BERT-style encoders" in (out + err)
+    record = json.loads(next(outputs.rglob("failed.json")).read_text())
+    assert record["status"] == "failed" and "load_model" not in (record.get("timings_s") or {})

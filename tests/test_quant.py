@@ -203,7 +203,8 @@ def test_glue_quantizes_the_shared_full_precision_fine_tune(tmp_path, llmlab_inp
     monkeypatch.setenv("LLMLAB_CACHE", str(tmp_path / "cache"))  # a fresh cache: the first fine-tune is not reused
     fixture.write(tmp_path / "glue")
     common = ["task=glue", "model=tiny-encoder", "task.subset=rte", f"task.data_dir={tmp_path / 'glue'}",
-              "task.epochs=1", "task.batch_size=8", "task.max_length=32", "task.flops_length=32", "logger=none"]
+              "task.epochs=1", "task.batch_size=8", "task.max_length=32", "task.flops_length=32", "task.cache_finetune=true",
+              "logger=none"]
     for method in ("none", "ptq", "gptq", "zsaq_sgda"):
         extra = ["model@method.generator=tiny-llama", "method.steps=2", "method.batch_size=4",
                  "method.seq_length=8"] if method.startswith("zsaq") else []

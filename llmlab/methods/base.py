@@ -27,6 +27,10 @@ class Method:
     def check(self) -> None:
         """Before any model loads: raise a UserError naming a missing file or setting (default: nothing)."""
 
+    def check_model(self, spec: dict) -> None:
+        """Before any model loads: raise a UserError when the model (its config group, resolved) cannot take this
+        method (default: any model can)."""
+
     def prepare(self, lm, ctx):
         """Weight-changing work, once per run. Returns the (possibly new) LM."""
         return lm

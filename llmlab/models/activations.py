@@ -9,7 +9,7 @@ inputs of the first block (to run a model block by block, as layer-wise pruning 
 - `collect_second_moments(lm, modules, rows)`: feed token rows through the model, accumulate a
   SecondMoment per module from its input (padding excluded), and stop the forward after the
   last module needed.
-- `first_block_inputs(lm, rows)`: the hidden states and keyword arguments the first block receives
+- `first_block_inputs(model, rows)`, `block_moments`, `propagate`: the hidden states and keyword arguments the first block receives
   for each batch (the "Catcher" of Wanda/SparseGPT), to run blocks one at a time.
 """
 
@@ -149,11 +149,13 @@ def collect_second_moments(lm, modules: dict, rows: Iterable[list[int]], outer: 
 
 
 @torch.no_grad()
-def first_block_inputs(lm, batches: list[torch.Tensor], attention_mask: list[torch.Tensor] | None = None
+def first_block_inputs(model: nn.Module, batches: list[torch.Tensor], attention_mask: list[torch.Tensor] | None = None
                        ) -> list[tuple[torch.Tensor, dict]]:
-    """(hidden states, keyword arguments) that the first block receives for each batch of ids: the
-    embeddings and the position/mask arguments the model computes once for all blocks."""
-    first = anatomy.blocks(lm.model)[0]
+    """(hidden states, keyword arguments) that the first block of `model` receives for each batch of ids: the
+    embeddings and the position/mask arguments the model computes once for all blocks (positional arguments after
+    the hidden states are not kept: feed unpadded sequences to a model that passes its mask positionally, BERT)."""
+    first = anatomy.blocks(model)[0]
+    device = next(model.parameters()).device
     caught: list[tuple[torch.Tensor, dict]] = []
 
     def hook(mod, args, kwargs):
@@ -166,10 +168,33 @@ def first_block_inputs(lm, batches: list[torch.Tensor], attention_mask: list[tor
         for i, ids in enumerate(batches):
             mask = attention_mask[i] if attention_mask is not None else None
             try:
-                lm.model(input_ids=ids.to(lm.device), attention_mask=None if mask is None else mask.to(lm.device),
-                         use_cache=False)
+                model(input_ids=ids.to(device), attention_mask=None if mask is None else mask.to(device),
+                      use_cache=False)
             except Stop:
                 pass
     finally:
         handle.remove()
     return caught
+
+
+def block_output(out) -> torch.Tensor:
+    """A block's hidden states, whether it returns them alone or first in a tuple."""
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def block_moments(block: nn.Module, modules: dict, inputs: list[tuple[torch.Tensor, dict]], outer: bool = True
+                  ) -> dict:
+    """A SecondMoment (on the CPU) of each module's input while `block` runs on `inputs` (first_block_inputs or
+    `propagate`'s output), one sample per input: the statistics Wanda, SparseGPT and GPTQ calibrate with."""
+    stats = {k: SecondMoment(int(m.in_features), "cpu", outer) for k, m in modules.items()}
+    with input_hooks(modules, lambda key, x: stats[key].add(x.detach().to("cpu"), samples=1)):
+        for hidden, kwargs in inputs:
+            block(hidden, **kwargs)
+    return stats
+
+
+@torch.no_grad()
+def propagate(block: nn.Module, inputs: list[tuple[torch.Tensor, dict]]) -> list[tuple[torch.Tensor, dict]]:
+    """The next block's inputs: `block`'s outputs on `inputs` (after whatever was done to it)."""
+    return [(block_output(block(hidden, **kwargs)), kwargs) for hidden, kwargs in inputs]

@@ -18,8 +18,9 @@ model selection on the reported set). The release's CoLA evaluation (scripts/col
 the first dev line as a header, which CoLA's TSV does not have; every dev example is scored here.
 
 A method that acts on the fine-tuned model (`FineTunedTransform`: PTQ, QAT, ZSAQ) gets it after training and
-before the dev set is scored. That full-precision fine-tune is the plain AdamW one of `method=none`, so it is
-cached by signature (model, training data, settings, seed) and shared by those rows and the dense row. `gflops`
+before the dev set is scored. That full-precision fine-tune is the plain AdamW one of `method=none`; with
+`cache_finetune: true` it is cached by signature (model, training data, settings, seed) and shared by those rows
+and the dense row. `gflops`
 is the forward FLOPs of the final model on one example of `flops_length` tokens (torch's flop counter).
 """
 
@@ -58,6 +59,7 @@ class Glue(BatchedTask):
     eval_batch_size: int = 64
     eval_each_epoch: bool = True       # score dev after each epoch: the release's best-checkpoint numbers beside
     flops_length: int = 128            # `gflops`: forward FLOPs of the final model on one example of this many tokens
+    cache_finetune: bool = False       # keep the plain AdamW fine-tune on disk and reuse it (rows that only quantize it)
     training: dict = field(default_factory=dict)  # other FineTuneSettings (warmup_ratio, weight_decay, ...)
 
     def __post_init__(self):
@@ -200,11 +202,12 @@ class Glue(BatchedTask):
         return scores
 
     def fine_tuned(self, lm, method, rows: list[dict], train, ctx, per_epoch: list) -> tuple[dict, bool]:
-        """Fine-tune (`train()`), or reuse the identical fine-tune of an earlier run: the plain AdamW fine-tune of
-        method=none and of every method that only acts on the fine-tuned model (FineTunedTransform: PTQ, QAT,
-        ZSAQ rows share one full-precision model per task and seed). Other methods change the training, so they
-        always train. Returns (the fine_tune record, reused)."""
-        if not (is_reference(method) or isinstance(method, FineTunedTransform)):
+        """Fine-tune (`train()`), or, with `cache_finetune`, reuse the identical fine-tune of an earlier run: the plain
+        AdamW fine-tune of method=none and of every method that only acts on the fine-tuned model (FineTunedTransform:
+        PTQ, QAT, ZSAQ rows share one full-precision model per task and seed). Off by default: a large encoder's
+        checkpoint per (task, seed) is gigabytes. Other methods change the training, so they always train.
+        Returns (the fine_tune record, reused)."""
+        if not self.cache_finetune or not (is_reference(method) or isinstance(method, FineTunedTransform)):
             return train(), False
         import hashlib
         import json

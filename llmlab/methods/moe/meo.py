@@ -93,6 +93,13 @@ class MixtureOfExperts(Method, WeightTransform):
                             f"set method.task_description=<a GLUE task name, or the text> (with task=glue it is the "
                             f"task's subset), or choose method.level=sequence|token.")
 
+    def check_model(self, spec: dict) -> None:
+        kind = (spec or {}).get("kind") or "causal"
+        if kind not in ("encoder", "classifier"):
+            raise UserError(f"method={self.name} replaces the FFN projections of BERT-style encoders; model "
+                            f"{(spec or {}).get('name')} is model.kind={kind}. Use an encoder: model=minilm-l6, or "
+                            f"model=hf model.path=bert-base-uncased model.kind=encoder.")
+
     def description_text(self) -> str:
         d = str(self.task_description)
         return TASK_DESCRIPTIONS.get(d, d)

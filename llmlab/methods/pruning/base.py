@@ -23,7 +23,7 @@ from llmlab.capabilities import WeightTransform
 from llmlab.errors import UserError
 from llmlab.methods.base import Method
 from llmlab.models import anatomy
-from llmlab.models.activations import SecondMoment, first_block_inputs, input_hooks
+from llmlab.models.activations import SecondMoment, block_moments, first_block_inputs, propagate
 
 
 @dataclass
@@ -110,23 +110,19 @@ class Pruner(Method, WeightTransform):
         started = time.perf_counter()
         model = lm.model
         blocks = anatomy.blocks(model)
-        inps = first_block_inputs(lm, *self.calibration_windows(lm)) if self.needs_calibration else []
+        inps = first_block_inputs(model, *self.calibration_windows(lm)) if self.needs_calibration else []
         per_layer, seconds = {}, []
         for b, block in enumerate(progress(blocks, desc=f"{self.name}: pruning", unit="block")):
             t0 = time.perf_counter()
             subset = anatomy.linears(block)
-            stats = {k: SecondMoment(m.in_features, "cpu", self.needs_outer) for k, m in subset.items()} \
-                if self.needs_calibration else {k: None for k in subset}
-            if self.needs_calibration:
-                with input_hooks(subset, lambda key, x: stats[key].add(x.detach().to("cpu"), samples=1)):
-                    for hidden, kwargs in inps:
-                        block(hidden, **kwargs)
+            stats = block_moments(block, subset, inps, self.needs_outer) if self.needs_calibration \
+                else {k: None for k in subset}
             for key, linear in subset.items():
                 self.prune_linear(linear, stats[key])
                 zeros = int((linear.weight == 0).sum())
                 per_layer[f"{b}.{key}"] = zeros / linear.weight.numel()
             if self.needs_calibration:  # the next block sees the outputs of this pruned block
-                inps = [(_hidden(block(hidden, **kwargs)), kwargs) for hidden, kwargs in inps]
+                inps = propagate(block, inps)
             seconds.append(time.perf_counter() - t0)
         total_zero = sum(int((m.weight == 0).sum()) for blk in blocks for m in anatomy.linears(blk).values())
         total = sum(m.weight.numel() for blk in blocks for m in anatomy.linears(blk).values())
@@ -145,10 +141,6 @@ class Pruner(Method, WeightTransform):
             return None
         return (f"{self.name}: {f['sparsity']:.4%} of the blocks' linear weights are zero (target {self.sparsity:.0%}, "
                 f"{f['pattern']}), {f['seconds']} s, {sum(f['seconds_per_block']) / max(1, len(f['seconds_per_block'])):.2f} s per block")
-
-
-def _hidden(out):
-    return out[0] if isinstance(out, tuple) else out
 
 
 def row_mask(metric: torch.Tensor, sparsity: float, prune_n: int, prune_m: int) -> torch.Tensor:

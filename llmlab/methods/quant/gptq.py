@@ -26,7 +26,7 @@ from llmlab.methods.quant.fake_quant import QuantLinear, _qmax, weight_scales
 from llmlab.methods.quant.ptq import Quantizer
 from llmlab.methods.quant.qat import task_sequences
 from llmlab.models import anatomy
-from llmlab.models.activations import SecondMoment, first_block_inputs, input_hooks
+from llmlab.models.activations import SecondMoment, block_moments, first_block_inputs, propagate
 
 
 @dataclass
@@ -41,9 +41,7 @@ class GPTQ(Quantizer):
         # the blocks and their first inputs before the swap (the embeddings stay in full precision, so the first
         # block's inputs do not change; anatomy finds blocks by their nn.Linear projections)
         seqs = task_sequences(data, self.nsamples)
-        holder = type("Holder", (), {"model": model, "device": next(model.parameters()).device})()
-        with torch.no_grad():
-            inps = first_block_inputs(holder, seqs)
+        inps = first_block_inputs(model, seqs)
         blocks = list(anatomy.blocks(model))
         model = super().after_finetune(model, data, ctx)  # the block linears become QuantLinear
         self.calibrate(blocks, inps)
@@ -55,15 +53,11 @@ class GPTQ(Quantizer):
         rounded = 0
         for block in blocks:
             subset = {n: m for n, m in block.named_modules() if isinstance(m, QuantLinear)}
-            stats = {n: SecondMoment(m.in_features, "cpu") for n, m in subset.items()}
-            with input_hooks(subset, lambda key, x: stats[key].add(x.detach().to("cpu"), samples=1)):
-                for hidden, kwargs in inps:
-                    block(hidden, **kwargs)
+            stats = block_moments(block, subset, inps)
             for name, layer in subset.items():
                 self.quantize_linear(layer, stats[name])
                 rounded += 1
-            outs = [block(hidden, **kwargs) for hidden, kwargs in inps]  # the next block sees the quantized outputs
-            inps = [(o[0] if isinstance(o, tuple) else o, kwargs) for o, (_, kwargs) in zip(outs, inps)]
+            inps = propagate(block, inps)  # the next block sees the quantized outputs
         self._facts.update({"gptq_linears": rounded, "blocksize": self.blocksize, "percdamp": self.percdamp})
 
     def quantize_linear(self, layer: QuantLinear, stats: SecondMoment) -> None:

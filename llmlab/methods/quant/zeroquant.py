@@ -23,7 +23,7 @@ from llmlab.errors import UserError
 from llmlab.methods.quant.ptq import Quantizer
 from llmlab.methods.quant.qat import random_inputs, task_sequences
 from llmlab.models import anatomy
-from llmlab.models.activations import first_block_inputs
+from llmlab.models.activations import block_output, first_block_inputs, propagate
 from llmlab.progress import progress
 
 
@@ -59,13 +59,12 @@ class ZeroQuant(Quantizer):
         """LKD: quantized block i matches full-precision block i on the quantized blocks' outputs below it."""
         gen = torch.Generator().manual_seed(ctx.seed)
         device = next(model.parameters()).device
-        holder = type("Holder", (), {"model": teacher, "device": device})()
         if self.lkd_data == "random":
             ids = [random_inputs(data, self.batch_size, self.seq_length, gen)["input_ids"] for _ in range(self.lkd_steps)]
         else:  # one unpadded training input per step (a block sees no attention mask here, so no padding)
             ids = [s.to(device) for s in task_sequences(data, self.lkd_steps)]
         # the first block's inputs (embeddings: full precision in both models), once per step
-        inps = first_block_inputs(holder, ids)
+        inps = first_block_inputs(teacher, ids)
         student_blocks, teacher_blocks = self._blocks, list(anatomy.blocks(teacher))
         losses = []
         model.eval()  # dropout off, as QAT and ZSAQ here
@@ -73,17 +72,12 @@ class ZeroQuant(Quantizer):
             opt = torch.optim.Adam([p for p in s_block.parameters() if p.requires_grad], lr=self.lkd_lr)
             for hidden, kwargs in inps:
                 with torch.no_grad():
-                    target = _hidden(t_block(hidden, **kwargs))
-                loss = torch.nn.functional.mse_loss(_hidden(s_block(hidden, **kwargs)), target)
+                    target = block_output(t_block(hidden, **kwargs))
+                loss = torch.nn.functional.mse_loss(block_output(s_block(hidden, **kwargs)), target)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 losses.append(float(loss.detach()))
-            with torch.no_grad():
-                inps = [(_hidden(s_block(hidden, **kwargs)), kwargs) for hidden, kwargs in inps]
+            inps = propagate(s_block, inps)
         self._facts.update({"lkd_data": self.lkd_data, "lkd_steps_per_block": self.lkd_steps,
                             "lkd_mse_first": losses[0] if losses else None, "lkd_mse_last": losses[-1] if losses else None})
-
-
-def _hidden(out):
-    return out[0] if isinstance(out, tuple) else out
