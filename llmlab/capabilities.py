@@ -144,6 +144,18 @@ class WeightTransform(Capability):
     at_inference = False
 
 
+class TrainingEndpoints(Capability):
+    """A method that trained the model from a known starting point and has a second model to compare with
+    (PTvsRI's RI and PT systems): `landscape_points()` -> {"init": state dict, "other": state dict}, the two
+    directions a loss-landscape probe plots along."""
+
+    label = "training endpoints (init and a second model)"
+    at_inference = False
+
+    def landscape_points(self) -> dict:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
 INFERENCE_CAPABILITIES = (KVCompression, Editing, OwnAnswering, PromptStrategy, Optimization, FineTunedTransform)
 
 
