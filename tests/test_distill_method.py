@@ -29,3 +29,32 @@ def test_an_unknown_objective_fails_before_any_model_loads(llmlab_inproc):
                                    f"task.data_dir={fixture_path('instruct')}", "method.objective=kl",
                                    f"method.train_path={fixture_path('instruct')}/train.jsonl", "logger=none")
     assert code == 2 and "objective='kl' is not one of" in err
+
+
+import pytest
+
+
+@pytest.mark.parametrize("source", ["student", "mix_token", "mix_request"])
+def test_on_policy_and_mixed_sample_sources_train_on_generated_sequences(source, llmlab_inproc, outputs):
+    data = fixture_path("instruct")
+    code, out, err = llmlab_inproc("method=kd", "model=tiny-llama", "scale=smoke", "task=instruct",
+                                   f"task.data_dir={data}", "task.max_new_tokens=2", f"method.train_path={data}/train.jsonl",
+                                   "method.objective=atkd", "method.student_layers=1", "method.epochs=4",
+                                   "method.batch_size=2", f"method.sample_source={source}", "method.max_new_tokens=6",
+                                   "limit=1", "logger=none")
+    assert code == 0, err
+    info = json.loads(next(outputs.rglob("results.json")).read_text())["method_info"]
+    assert info["sample_source"] == source and info["teacher_forwards"] == info["steps"] > 0
+    if source == "mix_request":   # a coin per batch: some batches sampled, the others gold
+        assert 0 < info["sampled_batches"] < info["steps"] or info["steps"] < 4
+    else:
+        assert info["sampled_batches"] == info["steps"]
+    assert info["loss_last"] == info["loss_last"]   # finite, not NaN
+
+
+def test_mix_token_needs_a_teacher(llmlab_inproc):
+    code, out, err = llmlab_inproc("method=kd", "model=tiny-llama", "scale=smoke", "task=instruct",
+                                   f"task.data_dir={fixture_path('instruct')}", "method.objective=sft",
+                                   "method.sample_source=mix_token",
+                                   f"method.train_path={fixture_path('instruct')}/train.jsonl", "logger=none")
+    assert code == 2 and "mix_token" in err

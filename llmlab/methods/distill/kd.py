@@ -2,8 +2,15 @@
 `model` group) the teacher; training happens in `prepare` (ATKD release: distill/train.py,
 distill_trainer.py), so any task then evaluates the student.
 
-Sequences are the training set's gold responses (the release's `--sample_source gt`, off-policy);
-the teacher's logits are computed once per batch under no_grad, the student's with gradients, and the
+Sequences (`sample_source`, the release's `--sample_source`, distill_trainer.py `training_step`):
+- `gt`: the training set's gold responses (off-policy; the release's default script);
+- `student`: the student's own greedy continuation of each prompt, regenerated every batch from its current
+  weights (on-policy, as GKD), at most `max_new_tokens` (the release: 256), loss on the generated tokens;
+- `mix_request`: per batch, the student's continuations with probability 0.5 (`student_request_ratio`), the gold
+  responses otherwise (the release's `mix_request_gt`; its `mix_request_teacher` runs the same code);
+- `mix_token`: one continuation built token by token, each next token the student's or the teacher's argmax with
+  probability 0.5 (`student_token_ratio`), at most 128 new tokens (the release's `mix_token`).
+The teacher's logits are computed once per batch under no_grad, the student's with gradients, and the
 loss is one of `losses.OBJECTIVES` (forward, reverse, jsd, tvd, dkd), ATKD (`objective=atkd`), or
 plain cross-entropy (`objective=sft`: the no-KD row). Training defaults are distillation.sh's:
 AdamW lr 2e-5, weight decay 0, 3 epochs, cosine schedule with 3 % warmup, max length 512.
@@ -32,6 +39,7 @@ from llmlab.models.anatomy import blocks
 from llmlab.progress import progress
 
 OBJECTIVE_NAMES = ("sft", "forward", "reverse", "jsd", "tvd", "dkd", "atkd")
+SAMPLE_SOURCES = ("gt", "student", "mix_request", "mix_token")
 
 
 def alpaca_rows(path: Path) -> list[tuple[str, str]]:
@@ -65,11 +73,20 @@ class Distill(Method, WeightTransform):
     warmup_ratio: float = 0.03                    # distillation.sh: --warmup_ratio 0.03, cosine
     max_length: int = 512                         # distillation.sh: --model_max_length 512
     student_layers: int | None = None             # keep the first N blocks of the student (cpu recipe)
+    sample_source: str = "gt"                     # gt | student | mix_request | mix_token (distill_trainer.py)
+    max_new_tokens: int = 256                     # training_step: max_new_tokens 256 (mix_token: 128)
+    mix_ratio: float = 0.5                        # student_request_ratio / student_token_ratio 0.5
     _facts: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
         if self.objective not in OBJECTIVE_NAMES:
             raise UserError(f"kd: objective={self.objective!r} is not one of {', '.join(OBJECTIVE_NAMES)}.")
+        if self.sample_source not in SAMPLE_SOURCES:
+            raise UserError(f"kd: sample_source={self.sample_source!r} is not one of {', '.join(SAMPLE_SOURCES)} "
+                            f"(the release's --sample_source: gt, student, mix_request_gt/_teacher, mix_token).")
+        if self.sample_source == "mix_token" and self.objective == "sft":
+            raise UserError("kd: sample_source=mix_token builds sequences from the teacher's tokens too; objective=sft "
+                            "has no teacher. Use another objective or sample_source=gt/student.")
 
     def check(self) -> None:
         if not self.train_path:
@@ -128,7 +145,63 @@ class Distill(Method, WeightTransform):
             for i, (ids, n_prompt) in enumerate(rows):
                 input_ids[i, : len(ids)] = torch.tensor(ids)
                 counted[i, n_prompt: len(ids)] = True
-            yield input_ids, counted
+            yield input_ids, counted, [ids[:n] for ids, n in rows]
+
+    @torch.no_grad()
+    def _sampled(self, lm, teacher, prompts: list[list[int]], source: str):
+        """(input_ids, counted, attention) of continuations of the left-padded `prompts`: the student's greedy ones
+        (`student`) or the token-by-token student/teacher mix (`mix_token`); counted: the generated tokens."""
+        tok, model = lm.tokenizer, lm.model
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p):] = torch.tensor(p)
+            mask[i, width - len(p):] = 1
+        ids, mask = ids.to(model.device), mask.to(model.device)
+        was_training = model.training
+        model.eval()
+        try:
+            if source == "student":
+                out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=self.max_new_tokens,
+                                     do_sample=False, pad_token_id=pad, eos_token_id=tok.eos_token_id)
+            else:
+                out = self._mix_token(model, teacher.model, ids, mask, min(128, self.max_new_tokens), tok.eos_token_id)
+        finally:
+            model.train(was_training)
+        new = out[:, width:]
+        alive = torch.ones(len(prompts), dtype=torch.bool, device=out.device)
+        counted = torch.zeros_like(out, dtype=torch.bool)
+        for j in range(new.shape[1]):   # generated tokens up to and including each row's first eos
+            counted[:, width + j] = alive
+            alive &= new[:, j].ne(tok.eos_token_id)
+        attention = torch.cat([mask, counted[:, width:].long()], dim=1)
+        return out.cpu(), counted.cpu(), attention.cpu()
+
+    def _mix_token(self, student, teacher, ids, mask, max_new: int, eos: int):
+        """distill_trainer.py `get_mix_generated_ids`: each next token is the student's or the teacher's argmax
+        (its tau 0.001 softmax), one coin per step for the whole batch, both models' caches fed the chosen token."""
+        import random
+
+        from transformers import DynamicCache
+
+        rng = random.Random(self._mix_seed)
+        self._mix_seed += 1
+        cache_s, cache_t = DynamicCache(config=student.config), DynamicCache(config=teacher.config)
+        cur, att = ids, mask
+        out = ids
+        for _ in range(max_new):
+            s = student(input_ids=cur, attention_mask=att, cache=cache_s, use_cache=True)
+            t = teacher(input_ids=cur, attention_mask=att, cache=cache_t, use_cache=True)
+            logits = s.logits if rng.random() < self.mix_ratio else t.logits
+            nxt = logits[:, -1, :].argmax(-1, keepdim=True)
+            out = torch.cat([out, nxt], dim=1)
+            att = torch.cat([att, att.new_ones(att.shape[0], 1)], dim=1)
+            cur = nxt
+            if bool((out[:, ids.shape[1]:] == eos).any(1).all()):
+                break
+        return out
 
     def _train(self, lm, teacher, pairs, ctx):
         model = lm.model
@@ -143,11 +216,23 @@ class Distill(Method, WeightTransform):
         started = time.perf_counter()
         bar = progress(range(total), desc=f"kd ({self.objective})", unit="step")
         ticks = iter(bar)
+        import random
+
+        coin, sampled_batches, sample_seconds = random.Random(ctx.seed), 0, 0.0
+        self._mix_seed = ctx.seed
         while step < total:
-            for input_ids, counted in self._batches(lm, pairs):
+            for input_ids, counted, prompts in self._batches(lm, pairs):
                 if step >= total:
                     break
                 attention = input_ids.new_ones(input_ids.shape)
+                source = self.sample_source
+                if source == "mix_request":
+                    source = "student" if coin.random() < self.mix_ratio else "gt"
+                if source != "gt":
+                    t0 = time.perf_counter()
+                    input_ids, counted, attention = self._sampled(lm, teacher, prompts, source)
+                    sample_seconds += time.perf_counter() - t0
+                    sampled_batches += 1
                 student_logits = model(input_ids=input_ids.to(model.device), attention_mask=attention.to(model.device)).logits
                 teacher_logits = None
                 if teacher is not None:
@@ -174,7 +259,8 @@ class Distill(Method, WeightTransform):
                        "loss_last": loss_log[-1] if loss_log else None, "train_seconds": round(seconds, 2),
                        "response_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
                        "teacher_forwards": teacher_calls, "student_layers": len(blocks(model)),
-                       "teacher": (self.teacher or {}).get("name")}
+                       "teacher": (self.teacher or {}).get("name"), "sample_source": self.sample_source,
+                       "sampled_batches": sampled_batches, "sampling_seconds": round(sample_seconds, 2)}
 
     def report(self) -> dict:
         return {"family": self.family, **self._facts}
