@@ -42,3 +42,38 @@ def test_an_api_model_is_refused_by_a_task_that_reads_logits(llmlab_inproc):
     code, out, err = llmlab_inproc("task=perplexity", "method=none", "model=api", "model.base_url=http://127.0.0.1:9/v1",
                                    "model.model=x", "logger=none")
     assert code == 2 and "reads the model's logits" in err
+
+
+def test_instruct_llm_judge_score_through_a_real_endpoint(llmlab_inproc, outputs, tmp_path):
+    """ATKD's judge score (gpt4_evalution.py + get_gpt4_score.py) against a loopback server playing the judge:
+    the release's prompt is sent, reviews are parsed as the release does, unparsable ones skipped, and each set's
+    score is sum(model) / sum(reference)."""
+    from llmlab.tasks.instruct import JUDGE_SYSTEM
+
+    def review(body):
+        user = body["messages"][-1]["content"]
+        return "I cannot judge this." if "\\Assistant 2: " not in user or len(user) % 5 == 0 else \
+            "Assistant 1: 3\nAssistant 2: 6"
+
+    judge = EchoServer(answer=review)
+    try:
+        data = fixture_path("instruct")
+        code, out, err = llmlab_inproc(
+            "task=instruct", f"task.data_dir={data}", "task.max_new_tokens=3", "model=tiny-llama", "method=none",
+            "limit=2", "logger=none",
+            f"+task.judge={{source: api, name: judge, base_url: '{judge.url}', model: judge-model, "
+            f"cache_dir: '{tmp_path / 'cache'}'}}")
+        assert code == 0, err
+    finally:
+        judge.close()
+    results = json.loads(next(outputs.rglob("results.json")).read_text())
+    preds = [json.loads(l) for l in next(outputs.rglob("predictions.jsonl")).read_text().splitlines()]
+    usage = results["info"]["judge"]["usage"]
+    assert judge.requests == usage["requests"] and usage["requests"] + usage["cache_hits"] == len(preds) > 0
+    first = judge.bodies[0]["messages"]
+    assert first[0] == {"role": "system", "content": JUDGE_SYSTEM} and first[1]["content"].startswith("Question: Human:")
+    assert judge.bodies[0]["max_tokens"] == 64 and judge.bodies[0]["temperature"] == 0.0
+    skipped = sum(p["judge_scores"] is None for p in preds)
+    assert results["info"]["judge"]["skipped_reviews"] == skipped
+    judged_sets = {p["set"] for p in preds if p["judge_scores"]}
+    assert judged_sets and all(results["metrics"][f"{s}/judge_ratio"] == 0.5 for s in judged_sets)

@@ -1,6 +1,7 @@
 """A minimal OpenAI-compatible chat server on the loopback interface, for tests and benchmarks of
 `model=api`: it answers `/v1/chat/completions` with the last user message's text after its last ": "
-upper-cased (a canned "translation"), after `delay` seconds, and counts requests and the keys it saw."""
+upper-cased (a canned "translation"), or with `answer(body)` when one is given (a canned judge), after `delay`
+seconds, and counts requests, the keys it saw, and the bodies it got (`bodies`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class EchoServer:
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, answer=None):
         self.requests = 0
+        self.bodies: list[dict] = []
+        self.answer = answer
         self.auth: set = set()
         self.delay = delay
         owner = self
@@ -24,10 +27,12 @@ class EchoServer:
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.requests += 1
+                owner.bodies.append(body)
                 owner.auth.add(self.headers.get("Authorization"))
                 if owner.delay:
                     time.sleep(owner.delay)
-                text = body["messages"][-1]["content"].rsplit(": ", 1)[-1].upper()
+                text = (owner.answer(body) if owner.answer else
+                        body["messages"][-1]["content"].rsplit(": ", 1)[-1].upper())
                 reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                          "choices": [{"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
                                      for i in range(body.get("n", 1))]}
