@@ -101,3 +101,23 @@ def test_llmlab_run_lm_eval_end_to_end(llmlab_inproc, outputs):
     assert result["metrics"]["esnli_local/acc,none"] in (0.0, 0.5, 1.0)
     assert result["metric_info"]["esnli_local/acc,none"]["higher_is_better"] is True
     assert result["method_info"]["sparsity"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_bbh_local_runs_lm_evals_own_prompts_on_the_release_files(llmlab_inproc, outputs):
+    """bbh_local: lm-eval's zero-shot BBH tasks (their prompts, filters and exact match, included from the installed
+    package) on the release's <task>.json files; the group's aggregate is lm-eval's."""
+    code, out, err = llmlab_inproc("method=none", "model=tiny-llama", "task=lm_eval", "task.tasks=[bbh_local]",
+                                   "task.data.bbh=${fixture:bbh}", "limit=1", "logger=none")
+    assert code == 0, err[-3000:]
+    result = json.loads(next(outputs.rglob("results.json")).read_text())
+    assert "bbh_local/exact_match,flexible-extract" in result["metrics"]
+    assert "bbh_local_navigate/exact_match,strict-match" in result["metrics"]
+    assert len(result["info"]["tasks"]) >= 27
+    preds = [json.loads(l) for l in next(outputs.rglob("predictions.jsonl")).read_text().splitlines()]
+    assert any(p["prompt_tail"].endswith("Q: Is a circle round?\nOptions:\n- Yes\n- No\nA:") for p in preds)
+
+
+def test_bbh_local_without_its_data_fails_before_loading(llmlab_inproc):
+    code, out, err = llmlab_inproc("method=none", "model=tiny-llama", "task=lm_eval", "task.tasks=[bbh_local]",
+                                   "logger=none")
+    assert code == 2 and "data.bbh" in err

@@ -36,13 +36,25 @@ from llmlab.tasks.base import Scores, Task
 
 SHIPPED = Path(__file__).resolve().parent.parent / "lm_eval_tasks"
 PLACEHOLDER = re.compile(r"\$\{data\.([A-Za-z0-9_]+)\}")
+# ${lm_eval_task:<path>}: a task YAML of the installed lm-eval (lm_eval/tasks/<path>), for a shipped task that
+# `include`s lm-eval's own prompt and metrics and only swaps the data for local files (bbh_local)
+LM_EVAL_TASK = re.compile(r"\$\{lm_eval_task:([^}]+)\}")
+
+
+def lm_eval_tasks_dir() -> Path:
+    import lm_eval.tasks
+
+    return Path(lm_eval.tasks.__file__).resolve().parent
 
 
 def yaml_task_names(directory: Path) -> dict[str, Path]:
-    """{task name: YAML file} for the task YAMLs in `directory` (a cheap scan: `task:` lines only)."""
+    """{task or group name: YAML file} for the task YAMLs in `directory` (a cheap scan: `task:` / `group:` lines
+    with a name on them)."""
     names = {}
     for path in sorted(Path(directory).rglob("*.yaml")):
-        match = re.search(r"^task:\s*([^\s#]+)", path.read_text(encoding="utf-8"), flags=re.M)
+        text = path.read_text(encoding="utf-8")
+        match = (re.search(r"^task:[ \t]*([^\s#]+)", text, flags=re.M) or
+                 re.search(r"^group:[ \t]*([^\s#]+)", text, flags=re.M))
         if match:
             names[match.group(1).strip("'\"")] = path
     return names
@@ -95,7 +107,9 @@ class LmEval(Task):
                             f"HF_DATASETS_OFFLINE=0 where the hub is reachable).")
         for t in self.tasks:
             if t in known:
-                for key in PLACEHOLDER.findall(known[t].read_text(encoding="utf-8")):
+                group = re.search(r"^group:", known[t].read_text(encoding="utf-8"), flags=re.M)
+                files = sorted(known[t].parent.glob("*.yaml")) if group else [known[t]]   # a group: its members too
+                for key in dict.fromkeys(k for f in files for k in PLACEHOLDER.findall(f.read_text(encoding="utf-8"))):
                     path = self.data.get(key)
                     if not path or not Path(str(path)).expanduser().exists():
                         raise UserError(
@@ -116,6 +130,7 @@ class LmEval(Task):
                 text = path.read_text(encoding="utf-8")
                 filled = PLACEHOLDER.sub(lambda m: json.dumps(str(Path(str(self.data[m.group(1)])).expanduser().resolve()))
                                          if self.data.get(m.group(1)) else m.group(0), text)
+                filled = LM_EVAL_TASK.sub(lambda m: json.dumps(str(lm_eval_tasks_dir() / m.group(1))), filled)
                 path.write_text(filled, encoding="utf-8")
         return target
 
