@@ -5,7 +5,8 @@ one of them (PTvsRI's columns). Beam search as fairseq-generate / fairseq-intera
     sets: {in_domain: [test.en, test.de], it: [it.en, it.de], medical: [medical.en, medical.de]}
     noisy: {of: in_domain, word_blank: 0.1, seed: 1}     # analysis/DuA/robust_add_noisy.sh: wb 0.1, wd 0, k 0
 
-Metrics are `<set>/bleu` and `<set>/chrf`; the noisy set's reference is its clean set's. The release scores the
+Metrics are `<set>/bleu` and `<set>/chrf`; the noisy set's reference is its clean set's. `nmt_bleu.png` beside
+results.json shows BLEU per set. The release scores the
 in-domain test with `sacrebleu -t wmt19` on the detokenized hypotheses and the analysis sets against their files,
 tokenizer 13a, as here (at paper scale the sets are the WMT19 test, analysis/OD/{it,medical}.{en,de} and
 analysis/DuA/test.{en_XX,de_DE}).
@@ -103,7 +104,26 @@ class NMT(BatchedTask):
             metrics[f"{name}/bleu"], self._signatures["bleu_signature"] = bleu(hyps, refs, self.tgt)
             metrics[f"{name}/chrf"], self._signatures["chrf_signature"] = chrf(hyps, refs)
             self._signatures[f"{name}/sentences"] = len(rows)
+        self._plot(ctx, metrics)
         return metrics
+
+    def _plot(self, ctx, metrics: dict) -> None:
+        """`nmt_bleu.png`: BLEU per test set (in domain, out of domain, noisy) beside results.json."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = [k.split("/")[0] for k in metrics if k.endswith("/bleu")]
+        fig, ax = plt.subplots(figsize=(4.6, 3.0))
+        ax.bar(names, [metrics[f"{n}/bleu"] for n in names], color="tab:green")
+        ax.set_ylabel("BLEU")
+        ax.set_title(f"BLEU per test set ({self.src}->{self.tgt}, beam {self.beam})", fontsize=9)
+        fig.tight_layout()
+        path = ctx.path("nmt_bleu.png")
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        ctx.add_artifact(path)
 
     def info(self, items, method, ctx) -> dict:
         return {**getattr(self, "_signatures", {}), "noisy": dict(self.noisy) if self.noisy else None,
