@@ -13,15 +13,13 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import torch
 
-from llmlab.errors import UserError
 from llmlab.metrics.registry import register
 from llmlab.models import nmt
-from llmlab.tasks.base import Task
+from llmlab.tasks.nmt_probe import Probe, bar_plot, read_lines
 
 register("entropy_mean", "mean entropy (bits) of the output distribution over the target positions of the test set "
          "(teacher forcing; PTvsRI analysis/lpd.py)", higher_is_better=None, unit="bits")
@@ -30,35 +28,17 @@ register("confident_share", "share of target positions whose output entropy is b
 
 
 @dataclass
-class LexicalEntropy(Task):
+class LexicalEntropy(Probe):
     name: ClassVar[str] = "lexical_entropy"
     unit: ClassVar[str] = "batch"
     limit_means: ClassVar[str] = "the first N sentences of the test set"
     main_metric: ClassVar[str] = "entropy_mean"
 
-    src: str = "en"
-    tgt: str = "de"
-    source: str | None = None
-    reference: str | None = None
     bucket_bits: float = 2.0           # Bucket_Sort(entropies, 2)
     batch_size: int = 64
 
-    def check_model(self, spec: dict) -> None:
-        super().check_model(spec)
-        if (spec or {}).get("kind") != "seq2seq":
-            raise UserError(f"task {self.name} reads an encoder-decoder's output distributions; model "
-                            f"{spec.get('name')} is kind={spec.get('kind') or 'causal'} (use model=nmt-small).")
-
-    def check_data(self) -> None:
-        for f in (self.source, self.reference):
-            if not f or not Path(str(f)).is_file():
-                raise UserError(f"task {self.name}: test file {f!r} does not exist; give task.source and "
-                                f"task.reference (one sentence per line).")
-
     def items(self, lm, ctx):
-        src = Path(str(self.source)).read_text(encoding="utf-8").rstrip("\n").split("\n")
-        ref = Path(str(self.reference)).read_text(encoding="utf-8").rstrip("\n").split("\n")
-        return list(zip(src, ref))
+        return list(zip(read_lines(self.source), read_lines(self.reference)))
 
     @torch.no_grad()
     def evaluate(self, lm, method, ctx):
@@ -97,19 +77,7 @@ class LexicalEntropy(Task):
         return Scores(metrics=metrics, predictions=predictions, main_metric=self.main_metric, info=info)
 
     def _plot(self, ctx, buckets: list[int], model: str, method) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        labels = [f"{i * self.bucket_bits:g}-{(i + 1) * self.bucket_bits:g}" for i in range(len(buckets))]
-        ax.bar(labels, buckets, color="tab:blue")
-        ax.set_xlabel("entropy of the output distribution (bits)")
-        ax.set_ylabel("target positions")
-        ax.set_title(f"lexical probability distribution: {getattr(method, 'name', 'none')} ({model})", fontsize=9)
-        fig.tight_layout()
-        path = ctx.path("lexical_entropy.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        ctx.add_artifact(path)
+        bar_plot(ctx, "lexical_entropy", [f"{i * self.bucket_bits:g}-{(i + 1) * self.bucket_bits:g}"
+                                          for i in range(len(buckets))], buckets,
+                 "entropy of the output distribution (bits)", "target positions",
+                 f"lexical probability distribution: {getattr(method, 'name', 'none')} ({model})")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
@@ -31,7 +30,8 @@ from llmlab.capabilities import TrainingEndpoints
 from llmlab.errors import UserError
 from llmlab.metrics.registry import register
 from llmlab.models import nmt
-from llmlab.tasks.base import Scores, Task
+from llmlab.tasks.base import Scores
+from llmlab.tasks.nmt_probe import Probe, read_lines
 
 register("lls_loss", "loss of the trained model on the probe's validation sentences (bits per target token, "
          "label-smoothed as the task says)", higher_is_better=False, unit="bits")
@@ -61,7 +61,7 @@ def directions(final: dict, init: dict, other: dict) -> tuple[dict, dict]:
 
 
 @dataclass
-class LossLandscape(Task):
+class LossLandscape(Probe):
     name: ClassVar[str] = "loss_landscape"
     requires: ClassVar[type | None] = TrainingEndpoints
     reference_ok: ClassVar[bool] = False
@@ -69,26 +69,13 @@ class LossLandscape(Task):
     limit_means: ClassVar[str] = "the first N validation sentences"
     main_metric: ClassVar[str] = "lls_sharpness"
 
-    src: str = "en"
-    tgt: str = "de"
-    source: str | None = None
-    reference: str | None = None
     span: float = 3.0                  # lls.py: scale = 3.0
     points: int = 61                   # lls.py: n = 61 per axis
     label_smoothing: float = 0.1
     batch_size: int = 64
 
-    def check_model(self, spec: dict) -> None:
-        super().check_model(spec)
-        if (spec or {}).get("kind") != "seq2seq":
-            raise UserError(f"task {self.name} probes an encoder-decoder translation model; model {spec.get('name')} "
-                            f"is kind={spec.get('kind') or 'causal'} (use model=nmt-small).")
-
     def check_data(self) -> None:
-        for f in (self.source, self.reference):
-            if not f or not Path(str(f)).is_file():
-                raise UserError(f"task {self.name}: validation file {f!r} does not exist; give task.source and "
-                                f"task.reference (one sentence per line).")
+        super().check_data()
         if self.points < 3 or self.points % 2 == 0:
             raise UserError(f"task {self.name}: points={self.points} must be odd and at least 3, so that the grid "
                             f"has a centre line.")
@@ -100,8 +87,7 @@ class LossLandscape(Task):
     def evaluate(self, lm, method, ctx) -> Scores:
         from llmlab.progress import progress
 
-        lines = lambda p: Path(str(p)).read_text(encoding="utf-8").rstrip("\n").split("\n")  # noqa: E731
-        src, ref = lines(self.source), lines(self.reference)
+        src, ref = read_lines(self.source), read_lines(self.reference)
         n = int(ctx.limit) if ctx.limit else len(src)
         src, ref = src[:n], ref[:n]
         points = method.landscape_points()

@@ -23,10 +23,7 @@ from llmlab.errors import UserError
 from llmlab.metrics.mt import bleu, chrf
 from llmlab.models import nmt
 from llmlab.tasks.base import BatchedTask
-
-
-def read(path) -> list[str]:
-    return Path(str(path)).read_text(encoding="utf-8").rstrip("\n").split("\n")
+from llmlab.tasks.nmt_probe import bar_plot, read_lines, require_seq2seq
 
 
 @dataclass
@@ -45,10 +42,7 @@ class NMT(BatchedTask):
     batch_size: int = 60                       # the release's --batch-size 60
 
     def check_model(self, spec: dict) -> None:
-        if (spec or {}).get("kind") != "seq2seq":
-            raise UserError(f"task nmt translates with an encoder-decoder model (beam search from the target "
-                            f"language tag); model {spec.get('name')} is kind={spec.get('kind') or 'causal'}. Use "
-                            f"model=nmt-small, model=mbart-large-cc25, or task=translation for a chat model.")
+        require_seq2seq(self.name, spec, instead=", or task=translation for a chat model")
 
     def check_data(self) -> None:
         if not self.sets:
@@ -59,7 +53,7 @@ class NMT(BatchedTask):
             for f in files:
                 if not f or not Path(str(f)).is_file():
                     raise UserError(f"task nmt: {f} (set {name}) does not exist; give existing files in task.sets.")
-            if len(read(files[0])) != len(read(files[1])):
+            if len(read_lines(files[0])) != len(read_lines(files[1])):
                 raise UserError(f"task nmt: {files[0]} and {files[1]} (set {name}) differ in length; a test set "
                                 f"needs one reference per source line.")
         if self.noisy is not None:
@@ -73,7 +67,7 @@ class NMT(BatchedTask):
         out = []
         for name, (src, ref) in self.sets.items():
             out += [{"set": name, "index": i, "source": s, "reference": r}
-                    for i, (s, r) in enumerate(zip(read(src), read(ref)))]
+                    for i, (s, r) in enumerate(zip(read_lines(src), read_lines(ref)))]
         if self.noisy is not None:
             n = dict(self.noisy)
             clean = [it for it in out if it["set"] == n["of"]]
@@ -108,22 +102,10 @@ class NMT(BatchedTask):
         return metrics
 
     def _plot(self, ctx, metrics: dict) -> None:
-        """`nmt_bleu.png`: BLEU per test set (in domain, out of domain, noisy) beside results.json."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        """`nmt_bleu.png`: BLEU per test set (in domain, out of domain, noisy)."""
         names = [k.split("/")[0] for k in metrics if k.endswith("/bleu")]
-        fig, ax = plt.subplots(figsize=(4.6, 3.0))
-        ax.bar(names, [metrics[f"{n}/bleu"] for n in names], color="tab:green")
-        ax.set_ylabel("BLEU")
-        ax.set_title(f"BLEU per test set ({self.src}->{self.tgt}, beam {self.beam})", fontsize=9)
-        fig.tight_layout()
-        path = ctx.path("nmt_bleu.png")
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        ctx.add_artifact(path)
+        bar_plot(ctx, "nmt_bleu", names, [metrics[f"{n}/bleu"] for n in names], "test set", "BLEU",
+                 f"BLEU per test set ({self.src}->{self.tgt}, beam {self.beam})", color="tab:green")
 
     def info(self, items, method, ctx) -> dict:
         return {**getattr(self, "_signatures", {}), "noisy": dict(self.noisy) if self.noisy else None,
