@@ -2,10 +2,12 @@
 total, against the time of one training epoch of the same model on the synthetic pair (40k sentence pairs,
 batches of 64: timed over a few updates and scaled to the epoch).
 
-    python scripts/bench_fusion.py [--steps 40] [--tokens 16384]
+    python scripts/bench_fusion.py [--steps 40] [--tokens 16384] [--ri <checkpoint dir> --pt <checkpoint dir>]
 
-Two random-init models stand in for RI and PT: the alignment's cost does not depend on what the weights
-learnt (the same number of OT problems of the same sizes, the same recomputes)."""
+Without --ri/--pt two random-init models stand in for RI and PT: the same OT problems of the same sizes, but
+fewer activation recomputes (a parameter whose plans are the identity is not changed, so nothing is recomputed).
+With the trained systems' cached checkpoints (`~/.cache/llmlab/trained/ptvsri-ri-*`, `ptvsri-pt-*`, written by
+`llmlab reproduce ptvsri_wmt`), the cost is the experiment's."""
 
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="training updates to time")
     parser.add_argument("--tokens", type=int, default=16384, help="activation batch budget (the release's max_tokens)")
+    parser.add_argument("--ri", help="a trained RI checkpoint directory (model.safetensors)")
+    parser.add_argument("--pt", help="a trained PT checkpoint directory (model.safetensors)")
     args = parser.parse_args()
 
     from omegaconf import OmegaConf
@@ -36,6 +40,11 @@ def main():
     d = fixture_path("synthetic_mt")
     lm = load(spec, seed=0)
     other = load(spec, seed=1)
+    if args.ri and args.pt:
+        from safetensors.torch import load_model
+
+        load_model(lm.model, f"{args.ri}/model.safetensors", strict=False)
+        load_model(other.model, f"{args.pt}/model.safetensors", strict=False)
     method = OTFusion(train_source=f"{d}/train.en", train_target=f"{d}/train.de", valid_source=f"{d}/valid.en",
                       valid_target=f"{d}/valid.de", activation_tokens=args.tokens)
     batch, sample = method.activation_batch(lm)

@@ -19,7 +19,6 @@ from llmlab.errors import UserError
 from llmlab.methods.fusion import ot
 from llmlab.methods.fusion.systems import NMTSystems, read_lines, with_weights
 from llmlab.models import nmt
-from llmlab.training.cache import base_identity, signature
 
 
 @dataclass
@@ -43,7 +42,6 @@ class OTFusion(NMTSystems):
     name: ClassVar[str] = "ot_fusion"
     p0: float = 0.1                      # exps/fuse_model.sh ratio=0.1 (the RI share)
     activation_tokens: int = 16384       # exps/prepare.py max_tokens: one batch of at most this many padded tokens
-    continue_steps: int = 0              # > 0: continued training, PT's fine-tuning recipe for this many updates
     input_first: bool = False            # not the release: input-side plans applied before output-side ones (ot.py)
 
     def check(self) -> None:
@@ -92,11 +90,7 @@ class OTFusion(NMTSystems):
             "modules_aligned": len(per_module), "recomputes": facts["recomputes"],
             "output_plan_identity_share_mean": round(sum(identity.values()) / max(1, len(identity)), 4)}
         lm = with_weights(lm, fused)
-        if self.continue_steps > 0:
-            inputs = {"base": base_identity(lm), "fused": signature({k: float(v.double().sum()) for k, v in fused.items()}),
-                      **self._data_id()}
-            self._train(ctx, lm, "continue", inputs, self.parallel_rows,
-                        {**self.pt_finetune, "max_steps": self.continue_steps})
+        lm = self.continue_training(lm, ctx, fused)
         self._points = {"init": s["init"].model.state_dict(), "other": s["ri"].model.state_dict()}
         return lm
 

@@ -26,7 +26,7 @@ import torch
 from llmlab.capabilities import TrainingEndpoints, WeightTransform
 from llmlab.errors import UserError
 from llmlab.methods.base import Method
-from llmlab.training.cache import base_identity, train_once
+from llmlab.training.cache import base_identity, signature, train_once
 from llmlab.training.seq2seq import Seq2SeqSettings, denoising_rows, train_seq2seq
 
 
@@ -61,6 +61,7 @@ class NMTSystems(Method, WeightTransform, TrainingEndpoints):
     ri: dict = field(default_factory=dict)           # Seq2SeqSettings of RI's training
     pt_pretrain: dict = field(default_factory=lambda: {"max_steps": 0})   # denoising; 0 steps: the model as loaded
     pt_finetune: dict = field(default_factory=dict)  # Seq2SeqSettings of PT's fine-tuning
+    continue_steps: int = 0              # > 0: continued training from the returned weights, PT's recipe, this many updates
     ri_seed: int = 1                     # RI's random init (fairseq-train --seed 222 in the release)
     train_seed: int = 222                # data order and dropout (the release's --seed 222)
 
@@ -147,6 +148,17 @@ class NMTSystems(Method, WeightTransform, TrainingEndpoints):
         self._systems = {"init": init, "ri": ri, "pt": pt}
         return self._systems
 
+    def continue_training(self, lm, ctx, start: dict):
+        """`continue_steps` more updates of PT's fine-tuning recipe from `start` (the weights `lm` holds), optimizer
+        and schedule fresh (exps/continue_training_trimed_ende.sh: --reset-optimizer --reset-lr-scheduler); cached by
+        the signature of the starting weights."""
+        if self.continue_steps <= 0:
+            return lm
+        inputs = {"base": base_identity(lm), "start": signature({k: float(v.double().sum()) for k, v in start.items()}),
+                  **self._data_id()}
+        return self._train(ctx, lm, "continue", inputs, self.parallel_rows,
+                           {**self.pt_finetune, "max_steps": self.continue_steps})
+
     def landscape_points(self) -> dict:
         return self._points
 
@@ -172,11 +184,12 @@ class RandomInit(NMTSystems):
 
 @dataclass
 class PreTrained(NMTSystems):
-    """PT: the pre-trained init fine-tuned on the parallel data."""
+    """PT: the pre-trained init fine-tuned on the parallel data (with `continue_steps`, then trained as long again
+    as the fusion's continued training: the control that separates fusion from extra updates; not a paper row)."""
 
     name: ClassVar[str] = "pt"
 
     def prepare(self, lm, ctx):
         s = self.systems(lm, ctx)
         self._points = {"init": s["init"].model.state_dict(), "other": s["ri"].model.state_dict()}
-        return with_weights(lm, s["pt"].model.state_dict())
+        return self.continue_training(with_weights(lm, s["pt"].model.state_dict()), ctx, s["pt"].model.state_dict())
