@@ -1,9 +1,12 @@
 """`method=kd` end to end on tiny models: a truncated student learns from the full teacher (the KD loss
-falls), the teacher runs once per batch, every step is logged, and a bad objective fails before loading."""
+falls), the teacher runs once per batch, every step is logged, the on-policy and mixed sample sources train on
+generated sequences, and a bad objective fails before loading."""
 
 from __future__ import annotations
 
 import json
+
+import pytest
 
 from llmlab.fixtures import fixture_path
 
@@ -29,9 +32,6 @@ def test_an_unknown_objective_fails_before_any_model_loads(llmlab_inproc):
                                    f"task.data_dir={fixture_path('instruct')}", "method.objective=kl",
                                    f"method.train_path={fixture_path('instruct')}/train.jsonl", "logger=none")
     assert code == 2 and "objective='kl' is not one of" in err
-
-
-import pytest
 
 
 @pytest.mark.parametrize("source", ["student", "mix_token", "mix_request"])

@@ -11,7 +11,7 @@ batch of fairseq's valid iterator, max_tokens 16384, padding included; `act_num_
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -19,6 +19,7 @@ from llmlab.errors import UserError
 from llmlab.methods.fusion import ot
 from llmlab.methods.fusion.systems import NMTSystems, read_lines, with_weights
 from llmlab.models import nmt
+from llmlab.progress import progress
 
 
 @dataclass
@@ -75,11 +76,12 @@ class OTFusion(NMTSystems):
         batch, sample = self.activation_batch(lm)
         print(f"[llmlab] {self.name}: aligning RI to PT on {sample['sentences']} validation sentences "
               f"({sample['padded_source_tokens']} + {sample['padded_target_tokens']} padded tokens)", flush=True)
-        done = []
+        modules = sum(1 for m in s["ri"].model.modules() if any(True for _ in m.parameters(recurse=False)))
+        ticks = iter(progress(range(modules), desc=f"{self.name} (modules aligned)", unit="module"))
         start = time.perf_counter()
         with ctx.timer("fusion"):
             fused, _, facts = ot.fuse_release(s["ri"].model, s["pt"].model, batch, self.p0,
-                                              progress=lambda name: done.append(name), input_first=self.input_first)
+                                              progress=lambda name: next(ticks, None), input_first=self.input_first)
         seconds = time.perf_counter() - start
         per_module = facts["seconds_per_module"]
         identity = {n: sum(i == j for i, j in enumerate(p["output"])) / len(p["output"])
