@@ -89,7 +89,7 @@ def test_refuses_inference_time_methods_and_bad_input():
     train = f"{fixture_path('reasoning')}/gsm8k/train.jsonl"
     with pytest.raises(UserError, match=r"task.data.gsm8k=/nowhere/test.jsonl does not exist"):
         LmEval(tasks=["gsm8k_local"], data={"gsm8k": "/nowhere/test.jsonl", "gsm8k_train": train}).check(NoMethod())
-    with pytest.raises(UserError, match=r"no task YAML for hellaswag.*Known here: esnli_local, gsm8k_local.*builtin=true"):
+    with pytest.raises(UserError, match=r"no task YAML for hellaswag.*Known here: bbh_local \(27 tasks\), esnli_local, gsm8k_local.*builtin=true"):
         LmEval(tasks=["hellaswag"]).check(NoMethod())
 
 

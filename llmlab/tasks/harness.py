@@ -47,6 +47,15 @@ def lm_eval_tasks_dir() -> Path:
     return Path(lm_eval.tasks.__file__).resolve().parent
 
 
+def listing(known: dict[str, Path]) -> str:
+    """The known names for a message: a group stands for the tasks beside it ("bbh_local (27 tasks)")."""
+    groups = {name: path for name, path in known.items() if re.search(r"^group:", path.read_text(encoding="utf-8"), flags=re.M)}
+    members = {name for name, path in known.items() if name not in groups and
+               any(path.parent == g.parent for g in groups.values())}
+    return ", ".join(f"{n} ({sum(known[m].parent == p.parent for m in members)} tasks)" if (p := groups.get(n)) else n
+                     for n in sorted(set(known) - members))
+
+
 def yaml_task_names(directory: Path) -> dict[str, Path]:
     """{task or group name: YAML file} for the task YAMLs in `directory` (a cheap scan: `task:` / `group:` lines
     with a name on them)."""
@@ -102,7 +111,7 @@ class LmEval(Task):
         missing = [t for t in self.tasks if t not in known]
         if missing and not self.builtin:
             raise UserError(f"lm_eval: no task YAML for {', '.join(missing)} in {', '.join(map(str, self._directories()))}. "
-                            f"Known here: {', '.join(sorted(known))}. Add a directory with task.include_path=[<dir>], "
+                            f"Known here: {listing(known)}. Add a directory with task.include_path=[<dir>], "
                             f"or task.builtin=true for lm-eval's built-in tasks (most read hub datasets: set "
                             f"HF_DATASETS_OFFLINE=0 where the hub is reachable).")
         for t in self.tasks:
