@@ -68,22 +68,29 @@ def tvd(student, teacher, gold, ignore):
 def decomposition(student, teacher, gold):
     """Per position (B, T): TCKD, NCKD and the teacher's uncertainty UnC = 1 - p_gold(teacher).
 
-    One pass over the vocabulary, as cheap as forward KL: with o = the non-gold mass (summed over the
-    non-gold tokens, never as 1 - p_gold, so that confident tokens keep their precision),
-        TCKD = pt_g log(pt_g / ps_g) + o_t log(o_t / o_s)
-        NCKD = sum_{i != g} pt_i (log pt_i - log ps_i) / o_t - log(o_t / o_s)
-    which is KL between the renormalised non-gold distributions (log p^_i = log p_i - log o)."""
-    ls, lt = F.log_softmax(student.float(), -1), F.log_softmax(teacher.float(), -1)
+    One log-softmax per model, on the logits with the gold entry masked out: for each model, log p^ =
+    log_softmax(masked) is the renormalised non-gold distribution itself, logsumexp(masked) is read back from any
+    non-gold entry (masked_i - log p^_i), and log o = logsumexp(masked) - logsumexp(all) is the non-gold mass (never
+    formed as 1 - p_gold, so confident tokens keep their precision: o_t = 1e-11 agrees with float64 to 1e-6), and
+        NCKD = sum_i p^t_i (log p^t_i - log p^s_i)             (a forward KL on the masked logits)
+        TCKD = pt_g (log pt_g - log ps_g) + o_t (log o_t - log o_s)
+    The gold entry is masked with a large finite negative number, not -inf, so that it adds exactly 0 (and no NaN)
+    to the sum and no gradient to the student's gold logit."""
+    s, t = student.float(), teacher.float()
     g = gold.unsqueeze(-1)
-    pt = lt.exp()
-    pt_other = pt.scatter(-1, g, 0.0)                        # teacher probabilities, gold zeroed
-    o_t = pt_other.sum(-1)
-    o_s = ls.exp().scatter(-1, g, 0.0).sum(-1)
-    tiny = torch.finfo(torch.float32).tiny
-    log_ratio_other = torch.log(o_t.clamp(min=tiny)) - torch.log(o_s.clamp(min=tiny))
-    ls_g, lt_g = ls.gather(-1, g).squeeze(-1), lt.gather(-1, g).squeeze(-1)
-    tckd = lt_g.exp() * (lt_g - ls_g) + o_t * log_ratio_other
-    nckd = (pt_other * (lt - ls)).sum(-1) / o_t.clamp(min=tiny) - log_ratio_other
+    low = torch.finfo(torch.float32).min / 4
+    ms, mt = s.scatter(-1, g, low), t.scatter(-1, g, low)
+    lps, lpt = F.log_softmax(ms, -1), F.log_softmax(mt, -1)   # log p^ of student and teacher
+    nckd = (lpt.exp() * (lpt - lps)).sum(-1)
+    other = (g + 1) % s.shape[-1]                            # any non-gold entry gives logsumexp(masked) back
+    lse_ms = (ms.gather(-1, other) - lps.gather(-1, other)).squeeze(-1)
+    lse_mt = (mt.gather(-1, other) - lpt.gather(-1, other)).squeeze(-1)
+    s_g, t_g = s.gather(-1, g).squeeze(-1), t.gather(-1, g).squeeze(-1)
+    lse_s, lse_t = torch.logaddexp(lse_ms, s_g), torch.logaddexp(lse_mt, t_g)
+    ls_g, lt_g = s_g - lse_s, t_g - lse_t                    # log p_gold
+    lo_s, lo_t = lse_ms - lse_s, lse_mt - lse_t              # log of the non-gold mass
+    o_t = lo_t.exp()
+    tckd = lt_g.exp() * (lt_g - ls_g) + o_t * (lo_t - lo_s)
     return tckd, nckd, o_t
 
 
