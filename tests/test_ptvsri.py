@@ -144,7 +144,11 @@ def test_probes_end_to_end_write_their_plots(llmlab_inproc, outputs):
     assert 0 < res["metrics"]["entropy_mean"] <= math.log2(200) + 1e-6   # at most uniform over the vocabulary
     code, out, err = llmlab_inproc("method=none", "task=loss_landscape", *common, "task.points=3")
     assert code != 0 and "training endpoints" in (out + err)              # method=none has no init to walk from
-    code, out, err = llmlab_inproc("method=ri", "task=loss_landscape", *common, "task.points=3")
+    code, out, err = llmlab_inproc("method=ri", "task=loss_landscape", *common, "task.points=3",
+                                   "task.direction_norm=0.5")
     assert code == 0, out + err
     grid = json.loads(next(outputs.rglob("loss_landscape.json")).read_text())
     assert len(grid["loss_bits"]) == 3 and Path(next(outputs.rglob("loss_landscape.png"))).exists()
+    info = json.loads(next(p for p in outputs.rglob("results.json") if "loss_landscape" in p.read_text())
+                      .read_text())["info"]
+    assert info["direction_norm"] == 0.5 and info["direction_norms"]["d1"] > 0

@@ -12,6 +12,10 @@ The loss is the criterion's per-token loss in bits (label-smoothed as configured
 checkpoint's own criterion) on the validation set (the release: up to 512 batches of 2048 tokens; span 3,
 61 x 61 points).
 
+The grid unit is ‖d1‖ in weight space, which differs between systems (`info.direction_norms` records it);
+`direction_norm` (not the release's) rescales both directions to one norm, so that systems compare at equal
+weight-space distances.
+
 Writes `loss_landscape.png` (contours, θ* and θ_init marked) and `loss_landscape.json` (the grid) beside
 results.json. `lls_sharpness`: the mean rise of the loss over the grid points within distance 1 of θ*
 (a number for the table; the paper only shows the surfaces).
@@ -40,6 +44,10 @@ register("lls_sharpness", "mean rise of the loss (bits per token) over the loss-
          higher_is_better=None, unit="bits")
 
 SKIPPED = ("embed_tokens", "embed_positions", "shared", "lm_head", "output_projection")
+
+
+def _norm(d: dict) -> float:
+    return float(sum(float((v.double() ** 2).sum()) for v in d.values())) ** 0.5
 
 
 def directions(final: dict, init: dict, other: dict) -> tuple[dict, dict]:
@@ -73,6 +81,7 @@ class LossLandscape(Probe):
     points: int = 61                   # lls.py: n = 61 per axis
     label_smoothing: float = 0.1
     batch_size: int = 64
+    direction_norm: float | None = None   # not the release: rescale d1 and d2 to this norm (equal weight-space units)
 
     def check_data(self) -> None:
         super().check_data()
@@ -93,6 +102,10 @@ class LossLandscape(Probe):
         points = method.landscape_points()
         final = {k: v.detach().clone() for k, v in lm.model.state_dict().items()}
         d1, d2 = directions(final, points["init"], points["other"])
+        norms = {"d1": _norm(d1), "d2": _norm(d2)}
+        if self.direction_norm:
+            d1 = {k: v * (self.direction_norm / max(norms["d1"], 1e-12)) for k, v in d1.items()}
+            d2 = {k: v * (self.direction_norm / max(norms["d2"], 1e-12)) for k, v in d2.items()}
         xs = self.grid()
         loss = np.zeros((len(xs), len(xs)))
         cells = [(i, j) for j in range(len(xs)) for i in range(len(xs))]
@@ -114,6 +127,7 @@ class LossLandscape(Probe):
              "label_smoothing": self.label_smoothing, "sentences": n}, indent=1))
         self._plot(ctx, xs, loss, getattr(method, "name", "none"), lm.name)
         info = {"limit_means": self.limit_means, "items": n, "span": self.span, "points": self.points,
+                "direction_norms": norms, "direction_norm": self.direction_norm,
                 "label_smoothing": self.label_smoothing, "grid_min_bits": float(loss.min()),
                 "grid_max_bits": float(loss.max())}
         return Scores(metrics=metrics, predictions=[], main_metric=self.main_metric, info=info)
@@ -129,8 +143,11 @@ class LossLandscape(Probe):
         cs = ax.contourf(xs, xs, np.minimum(loss, levels[-1]), levels=levels, cmap="coolwarm")
         fig.colorbar(cs, ax=ax, label="loss (bits/token)")
         ax.plot([1.0], [0.0], "k*", ms=10, label="trained (θ*)")
-        ax.plot([0.0], [0.0], "ko", ms=5, label="init")
-        ax.set_xlabel("training direction θ* − θ_init")
+        if self.direction_norm:   # the directions are rescaled: (0, 0) is no longer the init
+            ax.set_xlabel(f"training direction, rescaled to norm {self.direction_norm:g}")
+        else:
+            ax.plot([0.0], [0.0], "ko", ms=5, label="init")
+            ax.set_xlabel("training direction θ* − θ_init")
         ax.set_ylabel("other system's direction (filter-normalised)")
         ax.set_title(f"loss landscape: {method} ({model})", fontsize=9)
         ax.legend(fontsize=7, loc="lower left")
