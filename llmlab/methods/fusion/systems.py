@@ -87,7 +87,9 @@ class NMTSystems(Method, WeightTransform, TrainingEndpoints):
         missing = [str(f) for f in files if not Path(str(f)).is_file()]
         if missing:
             raise UserError(f"method={self.name}: {', '.join(missing)} does not exist; the training files are one "
-                            f"sentence per line (method.train_source, method.train_target, method.mono).")
+                            f"sentence per line (method.train_source, method.train_target, method.mono). The "
+                            f"experiment ptvsri_wmt at scale=paper reads them from wmt19_dir=<dir with train.en, "
+                            f"train.de, valid.en, valid.de>; scale=cpu uses the project's synthetic pair.")
         n_src, n_tgt = (len(read_lines(p)) for p in (self.train_source, self.train_target))
         if n_src != n_tgt:
             raise UserError(f"method={self.name}: {self.train_source} has {n_src} lines and {self.train_target} "
