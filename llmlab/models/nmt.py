@@ -13,6 +13,15 @@ import math
 
 import torch
 
+def require_seq2seq(who: str, spec: dict, instead: str = "") -> None:
+    """Refuse, before it loads, a model that is not an encoder-decoder (`who`: "task nmt", "method=ri")."""
+    if (spec or {}).get("kind") != "seq2seq":
+        from llmlab.errors import UserError
+
+        raise UserError(f"{who} runs an encoder-decoder translation model; model {spec.get('name')} is "
+                        f"kind={spec.get('kind') or 'causal'}. Use model=nmt-small or model=mbart-large-cc25{instead}.")
+
+
 MBART_CODES = {"en": "en_XX", "de": "de_DE", "ro": "ro_RO", "zh": "zh_CN", "fr": "fr_XX", "es": "es_XX"}
 
 

@@ -19,7 +19,8 @@ import torch
 
 from llmlab.metrics.registry import register
 from llmlab.models import nmt
-from llmlab.tasks.nmt_probe import Probe, bar_plot, read_lines
+from llmlab.data.parallel import read_lines
+from llmlab.tasks.nmt_probe import Probe, bar_plot
 
 register("entropy_mean", "mean entropy (bits) of the output distribution over the target positions of the test set "
          "(teacher forcing; PTvsRI analysis/lpd.py)", higher_is_better=None, unit="bits")

@@ -35,7 +35,8 @@ from llmlab.errors import UserError
 from llmlab.metrics.registry import register
 from llmlab.models import nmt
 from llmlab.tasks.base import Scores
-from llmlab.tasks.nmt_probe import Probe, read_lines
+from llmlab.data.parallel import read_lines
+from llmlab.tasks.nmt_probe import Probe
 
 register("lls_loss", "loss of the trained model on the probe's validation sentences (bits per target token, "
          "label-smoothed as the task says)", higher_is_better=False, unit="bits")

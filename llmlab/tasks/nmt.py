@@ -23,7 +23,9 @@ from llmlab.errors import UserError
 from llmlab.metrics.mt import bleu, chrf
 from llmlab.models import nmt
 from llmlab.tasks.base import BatchedTask
-from llmlab.tasks.nmt_probe import bar_plot, read_lines, require_seq2seq
+from llmlab.data.parallel import read_lines
+from llmlab.models.nmt import require_seq2seq
+from llmlab.tasks.nmt_probe import bar_plot
 
 
 @dataclass
@@ -42,7 +44,7 @@ class NMT(BatchedTask):
     batch_size: int = 60                       # the release's --batch-size 60
 
     def check_model(self, spec: dict) -> None:
-        require_seq2seq(self.name, spec, instead=", or task=translation for a chat model")
+        require_seq2seq(f"task {self.name}", spec, instead=", or task=translation for a chat model")
 
     def check_data(self) -> None:
         if not self.sets:

@@ -1,5 +1,5 @@
-"""What PTvsRI's NMT task and its two probes (lexical entropy, loss landscape) share: the encoder-decoder check
-and the file checks before any model loads, reading one-sentence-per-line files, and a bar plot beside results."""
+"""What PTvsRI's NMT task and its two probes (lexical entropy, loss landscape) share: the file checks before any
+model loads, the `Probe` base (one parallel file pair, an encoder-decoder), and a bar plot beside results."""
 
 from __future__ import annotations
 
@@ -7,18 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmlab.errors import UserError
+from llmlab.models.nmt import require_seq2seq
 from llmlab.tasks.base import Task
-
-
-def read_lines(path) -> list[str]:
-    return Path(str(path)).read_text(encoding="utf-8").rstrip("\n").split("\n")
-
-
-def require_seq2seq(task: str, spec: dict, instead: str = "") -> None:
-    """Refuse a model that is not an encoder-decoder, before it loads."""
-    if (spec or {}).get("kind") != "seq2seq":
-        raise UserError(f"task {task} runs an encoder-decoder translation model; model {spec.get('name')} is "
-                        f"kind={spec.get('kind') or 'causal'}. Use model=nmt-small or model=mbart-large-cc25{instead}.")
 
 
 def require_files(task: str, files: dict) -> None:
@@ -60,7 +50,7 @@ class Probe(Task):
 
     def check_model(self, spec: dict) -> None:
         super().check_model(spec)
-        require_seq2seq(self.name, spec)
+        require_seq2seq(f"task {self.name}", spec)
 
     def check_data(self) -> None:
         require_files(self.name, {"source": self.source, "reference": self.reference})

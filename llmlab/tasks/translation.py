@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from llmlab.capabilities import PromptStrategy
+from llmlab.data.parallel import read_lines
 from llmlab.errors import UserError
 from llmlab.generation import Sampling
 from llmlab.metrics.mt import bleu, chrf, comet, comet_available
@@ -91,7 +92,7 @@ class Translation(BatchedTask):
                 raise UserError(f"translation: {p} does not exist (direction {self.direction}); give the test set's "
                                 f"directory (task.data_dir) or files (task.source_path, task.reference_path).")
         self.check_comet()
-        n_src, n_ref = (len(p.read_text(encoding="utf-8").rstrip("\n").split("\n")) for p in (src, ref))
+        n_src, n_ref = (len(read_lines(p)) for p in (src, ref))
         if n_src != n_ref:
             raise UserError(f"translation: {src} has {n_src} lines but {ref} has {n_ref}; a parallel test set "
                             f"needs one reference per source line.")
@@ -114,8 +115,7 @@ class Translation(BatchedTask):
 
     def items(self, lm, ctx) -> list[dict]:
         src, ref = self.paths()
-        sources = src.read_text(encoding="utf-8").rstrip("\n").split("\n")
-        references = ref.read_text(encoding="utf-8").rstrip("\n").split("\n")
+        sources, references = read_lines(src), read_lines(ref)
         return [{"index": i, "source": s, "reference": r} for i, (s, r) in enumerate(zip(sources, references))]
 
     def messages(self, method, item) -> list[dict]:

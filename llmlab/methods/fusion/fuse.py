@@ -17,9 +17,11 @@ from typing import ClassVar
 
 from llmlab.errors import UserError
 from llmlab.methods.fusion import ot
-from llmlab.methods.fusion.systems import NMTSystems, read_lines, with_weights
+from llmlab.data.parallel import read_lines
+from llmlab.methods.fusion.systems import NMTSystems, file_digest, with_weights
 from llmlab.models import nmt
 from llmlab.progress import progress
+from llmlab.training.cache import train_once
 
 
 @dataclass
@@ -73,32 +75,41 @@ class OTFusion(NMTSystems):
 
     def prepare(self, lm, ctx):
         s = self.systems(lm, ctx)
+        inputs = {"ri": self._facts["ri"]["checkpoint"], "pt": self._facts["pt"]["checkpoint"], "p0": self.p0,
+                  "input_first": self.input_first, "activation_tokens": self.activation_tokens,
+                  "valid": file_digest([self.valid_source, self.valid_target])}
+        history, reused, _ = train_once(ctx, lm, "ptvsri-fusion", inputs, lambda: [self._fuse(lm, s)])
+        self._facts["fusion"] = {**history[0], "reused": reused}   # the alignment's facts, as measured when it ran
+        lm = self.continue_training(lm, ctx, lm.model.state_dict())
+        self._points = {"init": s["init"].model.state_dict(), "other": s["ri"].model.state_dict()}
+        return lm
+
+    def _fuse(self, lm, s) -> dict:
+        """Align RI to PT, load the fused weights into `lm`; returns the alignment's facts (cached with the weights,
+        so that every task of a fusion row reuses one alignment)."""
         batch, sample = self.activation_batch(lm)
         print(f"[llmlab] {self.name}: aligning RI to PT on {sample['sentences']} validation sentences "
               f"({sample['padded_source_tokens']} + {sample['padded_target_tokens']} padded tokens)", flush=True)
         modules = sum(1 for m in s["ri"].model.modules() if any(True for _ in m.parameters(recurse=False)))
         ticks = iter(progress(range(modules), desc=f"{self.name} (modules aligned)", unit="module"))
         start = time.perf_counter()
-        with ctx.timer("fusion"):
-            fused, _, facts = ot.fuse_release(s["ri"].model, s["pt"].model, batch, self.p0,
-                                              progress=lambda name: next(ticks, None), input_first=self.input_first)
+        fused, _, facts = ot.fuse_release(s["ri"].model, s["pt"].model, batch, self.p0,
+                                          progress=lambda name: next(ticks, None), input_first=self.input_first)
         seconds = time.perf_counter() - start
+        with_weights(lm, fused)
         per_module = facts["seconds_per_module"]
         identity = {n: sum(i == j for i, j in enumerate(p["output"])) / len(p["output"])
                     for n, p in facts["plans"].items() if "output" in p}
-        self._facts["fusion"] = {
-            "p0": self.p0, "input_first": self.input_first, "activation_sample": sample, "seconds": round(seconds, 2),
-            "seconds_per_module_mean": round(sum(per_module.values()) / max(1, len(per_module)), 4),
-            "modules_aligned": len(per_module), "recomputes": facts["recomputes"],
-            "output_plan_identity_share_mean": round(sum(identity.values()) / max(1, len(identity)), 4)}
-        lm = with_weights(lm, fused)
-        lm = self.continue_training(lm, ctx, fused)
-        self._points = {"init": s["init"].model.state_dict(), "other": s["ri"].model.state_dict()}
-        return lm
+        return {"p0": self.p0, "input_first": self.input_first, "activation_sample": sample,
+                "seconds": round(seconds, 2),
+                "seconds_per_module_mean": round(sum(per_module.values()) / max(1, len(per_module)), 4),
+                "modules_aligned": len(per_module), "recomputes": facts["recomputes"],
+                "output_plan_identity_share_mean": round(sum(identity.values()) / max(1, len(identity)), 4)}
 
     def summary(self) -> str | None:
         f = self._facts.get("fusion")
         if not f:
             return None
         return (f"OT fusion of RI into PT (p0={f['p0']}): {f['modules_aligned']} modules in {f['seconds']} s, "
-                f"{f['recomputes']} activation recomputes, on {f['activation_sample']['sentences']} sentences")
+                f"{f['recomputes']} activation recomputes, on {f['activation_sample']['sentences']} sentences"
+                + (" (the cached alignment, reused)" if f.get("reused") else ""))

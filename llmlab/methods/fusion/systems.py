@@ -24,15 +24,13 @@ from typing import Any, ClassVar
 import torch
 
 from llmlab.capabilities import TrainingEndpoints, WeightTransform
+from llmlab.data.parallel import read_lines
 from llmlab.errors import UserError
 from llmlab.methods.base import Method
+from llmlab.models.lm import LM
+from llmlab.models.nmt import require_seq2seq
 from llmlab.training.cache import base_identity, signature, train_once
 from llmlab.training.seq2seq import Seq2SeqSettings, denoising_rows, train_seq2seq
-
-
-def read_lines(path, limit: int | None = None) -> list[str]:
-    lines = Path(str(path)).read_text(encoding="utf-8").rstrip("\n").split("\n")
-    return lines[:limit] if limit else lines
 
 
 def file_digest(paths) -> str:
@@ -96,10 +94,7 @@ class NMTSystems(Method, WeightTransform, TrainingEndpoints):
                             f"{n_tgt}; parallel data needs one target line per source line.")
 
     def check_model(self, spec: dict) -> None:
-        if (spec or {}).get("kind") != "seq2seq":
-            raise UserError(f"method={self.name} trains and fuses encoder-decoder translation models; model "
-                            f"{spec.get('name')} is kind={spec.get('kind') or 'causal'}. Use an encoder-decoder: "
-                            f"model=nmt-small (cpu scale) or model=mbart-large-cc25.")
+        require_seq2seq(f"method={self.name}", spec)
 
     # -- the systems ----------------------------------------------------------------------------------
     def parallel_rows(self) -> list[dict]:
@@ -139,9 +134,9 @@ class NMTSystems(Method, WeightTransform, TrainingEndpoints):
 
             self._train(ctx, init, "pretrain", {"base": base, "mono": file_digest(self.mono.values()),
                                                 "max_mono": self.max_mono}, rows, self.pt_pretrain)
-        ri = copy.deepcopy(lm)
-        torch.manual_seed(self.ri_seed)
-        ri.model = type(lm.model)(lm.model.config).to(lm.device).eval()   # the architecture, random weights
+        torch.manual_seed(self.ri_seed)   # the architecture, random weights (no copy of the loaded ones)
+        ri = LM(model=type(lm.model)(lm.model.config).to(lm.device).eval(), tokenizer=lm.tokenizer, name=lm.name,
+                spec=lm.spec)
         self._train(ctx, ri, "ri", {"base": base, "ri_seed": self.ri_seed, **self._data_id()},
                     self.parallel_rows, self.ri)
         pt = copy.deepcopy(init)
