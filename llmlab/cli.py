@@ -310,7 +310,8 @@ def reproduce(args: list[str]) -> int:
     from llmlab.tables import main as table_main
 
     grid = [o for o in overrides if "=" in o and not o.startswith("-")]  # the same scale/models decide the grid
-    return max(code, table_main([name, *grid]))
+    roots = [o.split("=", 1)[1] for o in grid if o.startswith("output_root=")]   # the table reads where the sweep wrote
+    return max(code, table_main([*(["--root", roots[-1]] if roots else []), name, *grid]))
 
 
 if __name__ == "__main__":

@@ -93,6 +93,9 @@ def run(cfg: DictConfig, out_dir: Path | None = None) -> dict:
             task.check(method)
             task.check_model(config["model"])
             method.check_model(config["model"])
+            from llmlab.models import depth
+
+            depth.check(config["model"])  # keep_layers
     except BaseException as err:
         _record_failure(ctx, common, err)
         raise

@@ -15,8 +15,8 @@ outputs directory are read the same way.
 Spec keys (conf/experiment/<name>.yaml, under `table:`):
   rows      config path naming a row: a group name (method, model, task) means the group
             choice; any other dotted path is looked up in the resolved config
-  columns   a list of metric names, or {by: <config path>, metric: <name>, also: [<metric>, ...]}: one
-            column per value of `by`, then each `also` metric pooled over them (its mean over the row's
+  columns   a list of metric names (or `method_info.<key>`: a fact the method recorded), or {by: <config
+            path>, metric: <name>, also: [<metric>, ...]}: one column per value of `by`, then each `also` metric pooled over them (its mean over the row's
             results: FLOPs of a model fine-tuned on each task)
   labels    {column or row: display name};   where {path: value} filter;   group_by [paths]
   scale     multiply metrics;   format  e.g. ".2f";   reported  the paper's numbers
@@ -28,7 +28,7 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
             pruner's block) instead of a group of their own; a group key given as "*" matches any value
             (the dense model beside every routing level, which it does not depend on)
   notes     [text, ...]: what a reader must know to read the numbers, printed under the legend
-  plot      {x: <config path>, y: <metric>, line: <config path>, where: {...}}: a line plot PNG
+  plot      {x: <config path>, y: <metric or [metrics]>, line: <config path>, where: {...}}: a line plot PNG
             of all the experiment's results (the table's `where` does not apply to it)
 
 A plain `-m` sweep needs no experiment file: `llmlab table <sweep dir> --rows method --columns
@@ -70,6 +70,13 @@ def lookup(results: dict, path: str) -> Any:
             return None
         node = node[part]
     return node
+
+
+def value_of(results: dict, column: str) -> Any:
+    """A column's value: a metric, or a fact the method recorded (`method_info.<key>`, e.g. a teacher's size)."""
+    if column.startswith("method_info."):
+        return lookup(results, column)
+    return results.get("metrics", {}).get(column)
 
 
 def key(value: Any) -> str:
@@ -233,7 +240,7 @@ def pivot(spec: dict, results: list[dict]) -> list[dict]:
             items = [(by, res["metrics"].get(columns_spec["metric"]), False)]
             items += [(str(m), res["metrics"].get(m), True) for m in also]  # pooled over the `by` values
         else:
-            items = [(str(c), res["metrics"].get(c), False) for c in columns_spec]
+            items = [(str(c), value_of(res, str(c)), False) for c in columns_spec]
         for col, value, pooled in items:
             if col not in table["columns"]:
                 table["columns"].append(col)
@@ -500,7 +507,8 @@ def _tex(text: Any) -> str:
 
 
 def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
-    """A line per `line` value of metric `y` against config `x` (e.g. a KV budget curve)."""
+    """A line per `line` value of metric `y` against config `x` (e.g. a KV budget curve); `y` may list several
+    metrics: a panel for each (and for each group)."""
     plot = spec.get("plot")
     if not plot or not results:
         return None
@@ -510,27 +518,30 @@ def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     group_by = list(spec.get("group_by") or [])
+    metrics = [str(m) for m in plot["y"]] if isinstance(plot["y"], (list, tuple)) else [str(plot["y"])]
     groups: dict[tuple, dict[str, dict[float, float]]] = {}
     for res in results:
-        y = res["metrics"].get(plot["y"])
         x = lookup(res, plot["x"])
-        if y is None or x is None:
+        if x is None:
             continue
         g = tuple(key(lookup(res, k)) for k in group_by)
-        groups.setdefault(g, {}).setdefault(key(lookup(res, plot["line"])), {})[float(key(x))] = \
-            float(y) * float(spec.get("scale", 1.0))
+        for metric in metrics:
+            y = value_of(res, metric)
+            if y is not None:
+                groups.setdefault((*g, metric), {}).setdefault(key(lookup(res, plot["line"])), {})[float(key(x))] = \
+                    float(y) * float(spec.get("scale", 1.0))
     if not groups:
         return None
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
-    for ax, (g, lines) in zip(axes[0], sorted(groups.items())):
+    for ax, (g, lines) in zip(axes[0], sorted(groups.items(), key=lambda kv: (kv[0][:-1], metrics.index(kv[0][-1])))):
         for name, points in sorted(lines.items()):
             xs = sorted(points)
             ax.plot(xs, [points[x] for x in xs], marker="o", label=name)
         if plot.get("xscale", "log") == "log":  # a budget curve; `xscale: linear` for e.g. temperatures
             ax.set_xscale("log", base=2)
-        ax.set_xlabel(plot["x"])
-        ax.set_ylabel(plot["y"])
-        ax.set_title(", ".join(g) or spec["experiment_name"], fontsize=9)
+        ax.set_xlabel(plot.get("xlabel", plot["x"]))
+        ax.set_ylabel(g[-1])
+        ax.set_title(", ".join(g[:-1]) or spec["experiment_name"], fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()

@@ -15,16 +15,18 @@ def test_kd_trains_the_student_toward_the_teacher_and_logs_every_step(llmlab_inp
     data = fixture_path("instruct")
     code, out, err = llmlab_inproc("method=kd", "model=tiny-llama", "scale=smoke", "task=instruct",
                                    f"task.data_dir={data}", "task.max_new_tokens=4", f"method.train_path={data}/train.jsonl",
-                                   "method.objective=forward", "method.student_layers=1", "method.epochs=10",
+                                   "method.objective=forward", "+model.keep_layers=1", "method.epochs=10",
                                    "method.batch_size=1", "method.lr=0.01", "logger=none")
     assert code == 0, err
     results = json.loads(next(outputs.rglob("results.json")).read_text())
     info = results["method_info"]
     assert info["steps"] == 30 and info["teacher_forwards"] == 30 and info["student_layers"] == 1
+    assert info["teacher_layers"] == 4 and info["student_params"] < info["teacher_params"]
+    assert 0.0 < info["teacher_unc"] < 1.0   # the teacher's mean 1 - p_gold over the trained tokens
     assert info["loss_last"] < 0.8 * info["loss_first"]  # the same pair seen 10 times: the KL to the teacher falls
     rows = [l.split(",") for l in next(outputs.rglob("train_log.csv")).read_text().splitlines()[1:]]
     assert {r[2] for r in rows} == {"loss", "lr"} and len(rows) == 60
-    assert set(results["metrics"]) >= {"dolly/rougeL", "wizardlm/rougeL", "average"}
+    assert set(results["metrics"]) >= {"dolly/rougeL", "wizardlm/rougeL", "average", "dolly/ref_nll", "ref_nll"}
 
 
 def test_an_unknown_objective_fails_before_any_model_loads(llmlab_inproc):
@@ -39,7 +41,7 @@ def test_on_policy_and_mixed_sample_sources_train_on_generated_sequences(source,
     data = fixture_path("instruct")
     code, out, err = llmlab_inproc("method=kd", "model=tiny-llama", "scale=smoke", "task=instruct",
                                    f"task.data_dir={data}", "task.max_new_tokens=2", f"method.train_path={data}/train.jsonl",
-                                   "method.objective=atkd", "method.student_layers=1", "method.epochs=4",
+                                   "method.objective=atkd", "+model.keep_layers=1", "method.epochs=4",
                                    "method.batch_size=2", f"method.sample_source={source}", "method.max_new_tokens=6",
                                    "limit=1", "logger=none")
     assert code == 0, err

@@ -8,6 +8,7 @@
   <other>   a backend module `llmlab.models.<source>` with `load(spec, device, dtype, seed)`
             (e.g. `replay`: answers from a published outputs file; no weights)
 and its `kind` which model class reads them (KINDS: causal by default, encoder, classifier, seq2seq).
+`keep_layers` keeps a subset of the loaded model's blocks (models/depth.py).
 """
 
 from __future__ import annotations
@@ -57,6 +58,10 @@ def load(spec, device: str = "cpu", dtype: str | None = None, seed: int = 0) -> 
         model, tok = _from_dir(spec["path"], spec, dtype, device)
     else:
         return _backend(source, spec).load(spec, device=device, dtype=dtype, seed=seed)
+    if spec.get("keep_layers") is not None:  # depth pruning (models/depth.py)
+        from llmlab.models.depth import keep_blocks
+
+        keep_blocks(model, spec["keep_layers"])
     if spec.get("device_map") is None and device != "cpu":
         model.to(_device(device))
     if tok.pad_token is None and tok.eos_token is not None:

@@ -3,7 +3,8 @@
 - `prompt_target_ids`: ids of `prompt + " " + target` and the prompt's length (EasyEdit's split).
 - `argmax_on_targets`: teacher-forced argmax tokens at the target positions, with the gold ids.
 - `generate_answers`: the first non-blank line of each prompt's greedy continuation.
-- `target_nll`: the mean negative log-likelihood per target token, teacher-forced.
+- `target_nll`: the mean negative log-likelihood per target token, teacher-forced; `response_nll` the same
+  for an instruction's response tokenized as instruction tuning trains it.
 - `completions_with_gold_nll`: one greedy completion per prompt, and the gold target's NLL beside it.
 
 Rows are batched with left padding; only the positions read go through the LM head (a 262k
@@ -70,8 +71,25 @@ def argmax_on_targets(lm, pairs: list[tuple[str, str]], chat: bool = False) -> l
 def target_nll(lm, pairs: list[tuple[str, str]]) -> list[float | None]:
     """Mean negative log-likelihood (nats per token) of each target after its prompt (`prompt + " " + target`,
     teacher-forced); None when no target token is left after truncation."""
-    rows = [_truncated(*prompt_target_ids(lm.tokenizer, prompt, target), lm.max_length) for prompt, target in pairs]
-    out: list[float | None] = [None] * len(pairs)
+    return rows_nll(lm, [prompt_target_ids(lm.tokenizer, prompt, target) for prompt, target in pairs])
+
+
+@torch.no_grad()
+def response_nll(lm, pairs: list[tuple[str, str]]) -> list[float | None]:
+    """Mean NLL per token of each response and the end-of-sequence after its prompt, tokenized as instruction
+    tuning trains them: the prompt with special tokens, the response without, then eos."""
+    tok = lm.tokenizer
+    rows = []
+    for prompt, response in pairs:
+        head = list(tok(prompt)["input_ids"])
+        rows.append((head + list(tok(response, add_special_tokens=False)["input_ids"]) + [tok.eos_token_id], len(head)))
+    return rows_nll(lm, rows)
+
+
+def rows_nll(lm, rows: list[tuple[list[int], int]]) -> list[float | None]:
+    """Mean NLL per target token of (ids, prompt length) rows, left-truncated to the model's context."""
+    rows = [_truncated(ids, n, lm.max_length) for ids, n in rows]
+    out: list[float | None] = [None] * len(rows)
     for i, logits, gold in _teacher_forced(lm, rows):
         logp = torch.log_softmax(logits.float(), dim=-1)
         out[i] = float(-logp.gather(-1, torch.tensor(gold, device=logp.device)[:, None]).mean())

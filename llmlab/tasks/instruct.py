@@ -16,6 +16,10 @@ as gpt4_evalution.py and get_gpt4_score.py compute it: the judge (there gpt-3.5-
 after "Assistant 2: " are the two scores, a review whose scores do not parse as numbers <= 10 is skipped, and
 `<set>/judge_ratio` = sum of the model's scores / sum of the reference's. The release sends top_p 0 as well; at
 temperature 0 that changes nothing, and llmlab's sampling keeps top_p in (0, 1].
+
+Not the paper's, beside it: `<set>/ref_nll`, the reference answer's mean NLL per token after the prompt (and
+`ref_nll` over all sets), a continuous score that moves when a few greedy answers' ROUGE-L does not (needs logits:
+skipped for API and replay models, or with `reference_nll=false`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ from llmlab.tasks.base import BatchedTask
 register("judge_ratio", "LLM-judge score ratio: the sum of the judge's scores of the model's answers over the sum "
          "of its scores of the reference answers (ATKD gpt4_evalution.py / get_gpt4_score.py; unparsable reviews "
          "skipped)")
+register("ref_nll", "the reference answer's mean NLL per token (and end-of-sequence) after the instruction prompt, "
+         "teacher-forced; not the paper's metric", unit="nats/token", higher_is_better=False)
 register("rougeL", "ROUGE-L F of the answer vs the reference, the `rouge` package averaged over examples as "
          "ATKD inference.py (answers of <= 1 character scored as \"None\"), x100", unit="x100")
 
@@ -89,6 +95,7 @@ class Instruct(BatchedTask):
     batch_size: int = 8
     judge: dict | None = None              # a model config of the judge (source: api); null: no judge score
     judge_max_tokens: int = 64             # gpt4_evalution.py max_tokens=64
+    reference_nll: bool = True             # also score the reference's NLL (ref_nll; needs logits)
 
     def check_data(self) -> None:
         if self.judge is not None and not dict(self.judge).get("source"):
@@ -116,11 +123,16 @@ class Instruct(BatchedTask):
 
     def run_batch(self, lm, method, batch, ctx) -> list[dict]:
         sampling = Sampling(max_new_tokens=self.max_new_tokens, temperature=0.0, seed=ctx.seed)
-        answers = lm.generate([prompt_for(r["instruction"], r.get("input")) for r in batch], sampling, chat=False,
-                              keys=[r["_i"] for r in batch])
+        prompts = [prompt_for(r["instruction"], r.get("input")) for r in batch]
+        answers = lm.generate(prompts, sampling, chat=False, keys=[r["_i"] for r in batch])
+        nll = [None] * len(batch)
+        if self.reference_nll and getattr(lm, "has_logits", False):
+            from llmlab.models.probes import response_nll
+
+            nll = response_nll(lm, [(p, r["output"]) for p, r in zip(prompts, batch)])
         return [{"set": r["_set"], "index": r["_i"], "instruction": r["instruction"], "reference": r["output"],
-                 "prompt": prompt_for(r["instruction"], r.get("input")), "prediction": a[0].strip()}
-                for r, a in zip(batch, answers)]
+                 "prompt": p, "prediction": a[0].strip(), "ref_nll": n}
+                for r, p, a, n in zip(batch, prompts, answers, nll)]
 
     def info(self, items, method, ctx) -> dict:
         return {"max_new_tokens": self.max_new_tokens, **({"judge": self._judge_info}
@@ -133,6 +145,13 @@ class Instruct(BatchedTask):
             if chosen:
                 metrics[f"{s}/rougeL"] = rouge_l([p["prediction"] for p in chosen], [p["reference"] for p in chosen])
         metrics["average"] = sum(metrics.values()) / max(1, len(metrics))
+        scored = [p for p in predictions if p.get("ref_nll") is not None]
+        for s in self.sets:
+            chosen = [p["ref_nll"] for p in scored if p["set"] == s]
+            if chosen:
+                metrics[f"{s}/ref_nll"] = sum(chosen) / len(chosen)
+        if scored:
+            metrics["ref_nll"] = sum(p["ref_nll"] for p in scored) / len(scored)
         if self.judge is not None:
             metrics.update(self.judged(predictions, ctx))
         return metrics

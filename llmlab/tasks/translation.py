@@ -11,9 +11,10 @@ the [TGT] translation for the following sentence: <line>"). With
 Besides BLEU and chrF, `target_script` records the share of hypotheses written in the target's script
 (Han characters for zh, Latin otherwise): a published file in the wrong language shows there.
 
-COMET (the paper's primary metric, wmt20-comet-da) is scored when `comet_model` names a checkpoint file or a
-model the `unbabel-comet` package downloads (it needs that package and, for a name, the hub); otherwise it is
-skipped and `info.comet` says so.
+COMET (the paper's primary metric, wmt20-comet-da) is scored when `comet_model` names a checkpoint (its
+checkpoints/model.ckpt or its directory; or a hub name such as Unbabel/wmt20-comet-da with the hub on), by
+llmlab's port of unbabel-comet's estimator (metrics/comet.py: the package itself cannot be installed beside
+transformers 5); each prediction gets its segment score. Without `comet_model` it is skipped and `info.comet` says so.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from llmlab.capabilities import PromptStrategy
 from llmlab.data.parallel import read_lines
 from llmlab.errors import UserError
 from llmlab.generation import Sampling
-from llmlab.metrics.mt import bleu, chrf, comet, comet_available
+from llmlab.metrics.mt import bleu, chrf, comet
 from llmlab.metrics.registry import register
 from llmlab.tasks.base import BatchedTask
 
@@ -98,20 +99,17 @@ class Translation(BatchedTask):
                             f"needs one reference per source line.")
 
     def check_comet(self) -> None:
-        """Before any model loads: COMET asked for, but the package or the model cannot be had."""
+        """Before any model loads: COMET asked for, but the checkpoint cannot be had."""
         if not self.comet_model:
             return
         from llmlab.paths import hub_offline
 
-        if not comet_available():
-            raise UserError(f"translation: task.comet_model={self.comet_model} asks for COMET, and the unbabel-comet "
-                            f"package is not installed. Install it (pip install unbabel-comet), or set "
-                            f"task.comet_model=null to score BLEU and chrF only.")
-        if not Path(str(self.comet_model)).expanduser().is_file() and hub_offline():
-            raise UserError(f"translation: task.comet_model={self.comet_model} is not a checkpoint file, so COMET would "
-                            f"download it, but the hub is off (HF_HUB_OFFLINE=1, llmlab's default). Give the path of "
-                            f"a downloaded checkpoint (<model dir>/checkpoints/model.ckpt) or allow the hub with "
-                            f"HF_HUB_OFFLINE=0.")
+        path = Path(str(self.comet_model)).expanduser()
+        if not (path.is_file() or (path / "checkpoints" / "model.ckpt").is_file()) and hub_offline():
+            raise UserError(f"translation: task.comet_model={self.comet_model} is not a COMET checkpoint here, so it "
+                            f"would be downloaded, but the hub is off (HF_HUB_OFFLINE=1, llmlab's default). Give a "
+                            f"downloaded model (<dir>/checkpoints/model.ckpt or <dir>, with <dir>/hparams.yaml) or "
+                            f"allow the hub with HF_HUB_OFFLINE=0, or set task.comet_model=null for BLEU and chrF only.")
 
     def items(self, lm, ctx) -> list[dict]:
         src, ref = self.paths()
@@ -147,9 +145,10 @@ class Translation(BatchedTask):
         metrics = {"bleu": b, "chrf": c, "target_script": script}
         facts = {"bleu_signature": b_sig, "chrf_signature": c_sig, "direction": self.direction}
         if self.comet_model:
-            metrics["comet"], facts["comet"] = comet([p["source"] for p in predictions], hyps, refs,
-                                                     str(self.comet_model), self.comet_batch_size)
+            metrics["comet"], segments, facts["comet"] = comet([p["source"] for p in predictions], hyps, refs,
+                                                               str(self.comet_model), self.comet_batch_size)
+            for p, score in zip(predictions, segments):
+                p["comet"] = score
         else:
-            facts["comet"] = ("skipped: task.comet_model is not set (COMET needs the unbabel-comet package and a "
-                              "model, e.g. Unbabel/wmt20-comet-da)")
+            facts["comet"] = "skipped: task.comet_model is not set (a COMET checkpoint, e.g. Unbabel/wmt20-comet-da)"
         return metrics, facts

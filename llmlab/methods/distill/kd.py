@@ -12,10 +12,14 @@ Sequences (`sample_source`, the release's `--sample_source`, distill_trainer.py 
   probability 0.5 (`student_token_ratio`), at most 128 new tokens (the release's `mix_token`).
 The teacher's logits are computed once per batch under no_grad, the student's with gradients, and the
 loss is one of `losses.OBJECTIVES` (forward, reverse, jsd, tvd, dkd), ATKD (`objective=atkd`), or
-plain cross-entropy (`objective=sft`: the no-KD row). Training defaults are distillation.sh's:
+plain cross-entropy (`objective=sft`: the no-KD row); `objective=none` trains nothing (the student as loaded).
+Training defaults are distillation.sh's:
 AdamW lr 2e-5, weight decay 0, 3 epochs, cosine schedule with 3 % warmup, max length 512.
-`student_layers` keeps only the first N blocks of the student (the cpu recipe: a smaller student with
-the teacher's tokenizer, made from the same checkpoint).
+Objectives `atkd` and `atkd_reverse` are ATKD on forward KL (the release's default) and on reverse KL (its
+`--setting reverse`). A smaller student of the teacher's tokenizer can be made from the same checkpoint with the
+model config's `keep_layers` (models/depth.py), for the student and for the teacher alike.
+The teacher's mean uncertainty on the gold token (UnC = 1 - p_gold, the quantity behind the paper's
+teacher-size finding) over the trained tokens is recorded as `teacher_unc`.
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from llmlab.methods.distill import losses
 from llmlab.models.anatomy import blocks
 from llmlab.progress import progress
 
-OBJECTIVE_NAMES = ("sft", "forward", "reverse", "jsd", "tvd", "dkd", "atkd")
+OBJECTIVE_NAMES = ("none", "sft", "forward", "reverse", "jsd", "tvd", "dkd", "atkd", "atkd_reverse")
 SAMPLE_SOURCES = ("gt", "student", "mix_request", "mix_token")
 
 
@@ -61,8 +65,7 @@ class Distill(Method, WeightTransform):
     family: ClassVar[str] = "distill"
 
     teacher: dict = field(default_factory=dict)   # a model config (method defaults: /model@method.teacher)
-    objective: str = "atkd"                       # sft | forward | reverse | jsd | tvd | dkd | atkd
-    atkd_reverse: bool = False                    # ATKD with the release's --setting reverse
+    objective: str = "atkd"                       # none | sft | forward | reverse | jsd | tvd | dkd | atkd | atkd_reverse
     alpha: float = losses.ALPHA                   # distill/train.py: alpha 0.2 (ATKD easy weight; DKD TCKD weight)
     beta: float = losses.BETA                     # distill/train.py: beta 1.0 (DKD NCKD weight)
     train_path: str | None = None                 # instruction data: Self-Instruct seed tasks or (instruction, input, output) jsonl
@@ -72,7 +75,6 @@ class Distill(Method, WeightTransform):
     batch_size: int = 4                           # distillation.sh: per-device batch x 2 accumulation (GPUs vary)
     warmup_ratio: float = 0.03                    # distillation.sh: --warmup_ratio 0.03, cosine
     max_length: int = 512                         # distillation.sh: --model_max_length 512
-    student_layers: int | None = None             # keep the first N blocks of the student (cpu recipe)
     sample_source: str = "gt"                     # gt | student | mix_request | mix_token (distill_trainer.py)
     max_new_tokens: int = 256                     # training_step: max_new_tokens 256 (mix_token: 128)
     mix_ratio: float = 0.5                        # student_request_ratio / student_token_ratio 0.5
@@ -94,14 +96,18 @@ class Distill(Method, WeightTransform):
                             "../shared/data/instruct_train/self_instruct_seed_tasks.jsonl, or instruction/input/output rows).")
         if not Path(str(self.train_path)).expanduser().is_file():
             raise UserError(f"kd: method.train_path={self.train_path} does not exist.")
+        from llmlab.models import depth
+
+        depth.check(self.teacher)
 
     # -- the loss -----------------------------------------------------------------------------
     def loss(self, student_logits, teacher_logits, gold, ignore):
         if self.objective == "sft":
             ce = nn.functional.cross_entropy(student_logits.float().flatten(0, 1), gold.flatten(), reduction="none")
             return (ce * (~ignore).flatten()).sum() / (~ignore).sum().clamp(min=1)
-        if self.objective == "atkd":
-            return losses.atkd(student_logits, teacher_logits, gold, ignore, self.alpha, self.atkd_reverse)
+        if self.objective in ("atkd", "atkd_reverse"):
+            return losses.atkd(student_logits, teacher_logits, gold, ignore, self.alpha,
+                               reverse=self.objective == "atkd_reverse")
         if self.objective == "dkd":
             return losses.dkd(student_logits, teacher_logits, gold, ignore, self.alpha, self.beta)
         return losses.OBJECTIVES[self.objective](student_logits, teacher_logits, gold, ignore)
@@ -110,10 +116,10 @@ class Distill(Method, WeightTransform):
     def prepare(self, lm, ctx):
         from llmlab import models
 
-        if self.student_layers:
-            layers = blocks(lm.model)
-            del layers[int(self.student_layers):]
-            lm.model.config.num_hidden_layers = len(layers)
+        if self.objective == "none":   # the student as loaded: the row every training row is read against
+            self._facts = {"objective": "none", "steps": 0, "student_layers": len(blocks(lm.model)),
+                           "student_params": sum(p.numel() for p in lm.model.parameters())}
+            return lm
         teacher = None
         if self.objective != "sft":
             if not self.teacher:
@@ -212,7 +218,7 @@ class Distill(Method, WeightTransform):
         opt = torch.optim.AdamW(model.parameters(), lr=self.lr, weight_decay=0.0)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / max(1, warmup) if s < warmup else
                                                   0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total - warmup))))
-        step, tokens, teacher_calls, loss_log = 0, 0, 0, []
+        step, tokens, teacher_calls, loss_log, unc_sum, unc_n = 0, 0, 0, [], 0.0, 0
         started = time.perf_counter()
         bar = progress(range(total), desc=f"kd ({self.objective})", unit="step")
         ticks = iter(bar)
@@ -241,6 +247,9 @@ class Distill(Method, WeightTransform):
                                                        attention_mask=attention.to(model.device)).logits
                     teacher_calls += 1
                 gold, ignore = input_ids[:, 1:].to(model.device), ~counted[:, 1:].to(model.device)
+                if teacher_logits is not None:
+                    unc_sum += float(losses.uncertainty(teacher_logits[:, :-1], gold)[~ignore].sum())
+                    unc_n += int((~ignore).sum())
                 loss = self.loss(student_logits[:, :-1], None if teacher_logits is None else teacher_logits[:, :-1],
                                  gold, ignore)
                 opt.zero_grad()
@@ -254,12 +263,16 @@ class Distill(Method, WeightTransform):
                 next(ticks, None)
         seconds = time.perf_counter() - started
         model.eval()
-        self._facts = {"objective": self.objective, "atkd_reverse": self.atkd_reverse, "steps": step,
+        self._facts = {"objective": self.objective, "steps": step,
                        "train_pairs": len(pairs), "loss_first": loss_log[0] if loss_log else None,
                        "loss_last": loss_log[-1] if loss_log else None, "train_seconds": round(seconds, 2),
                        "response_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
                        "teacher_forwards": teacher_calls, "student_layers": len(blocks(model)),
+                       "student_params": sum(p.numel() for p in model.parameters()),
                        "teacher": (self.teacher or {}).get("name"), "sample_source": self.sample_source,
+                       **({"teacher_layers": len(blocks(teacher.model)),
+                           "teacher_params": sum(p.numel() for p in teacher.model.parameters()),
+                           "teacher_unc": round(unc_sum / max(1, unc_n), 4)} if teacher is not None else {}),
                        "sampled_batches": sampled_batches, "sampling_seconds": round(sample_seconds, 2)}
 
     def report(self) -> dict:
@@ -267,7 +280,7 @@ class Distill(Method, WeightTransform):
 
     def summary(self) -> str | None:
         f = self._facts
-        if not f:
+        if not f or not f["steps"]:
             return None
         return (f"kd ({f['objective']}): {f['steps']} steps on {f['train_pairs']} pairs, loss {f['loss_first']:.3f} -> "
                 f"{f['loss_last']:.3f}, {f['response_tokens_per_s']} response tokens/s (teacher forward included)")

@@ -94,6 +94,12 @@ def decomposition(student, teacher, gold):
     return tckd, nckd, o_t
 
 
+def uncertainty(teacher, gold) -> torch.Tensor:
+    """UnC = 1 - p_gold of the teacher per position (B, T)."""
+    t = teacher.float()
+    return 1 - (t.gather(-1, gold.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(t, -1)).exp()
+
+
 def dkd(student, teacher, gold, ignore, alpha: float = ALPHA, beta: float = BETA):
     """Decoupled KD: alpha * mean TCKD + beta * mean NCKD."""
     tckd, nckd, _ = decomposition(student, teacher, gold)
@@ -118,10 +124,10 @@ def atkd(student, teacher, gold, ignore, alpha: float = ALPHA, reverse: bool = F
     uncertainty: after the swap the release splits on `pnt_stu`, which is then the teacher's."""
     if reverse:
         tckd, nckd, _ = decomposition(teacher, student, gold)
-        _, _, uncertainty = decomposition(student, teacher, gold)
+        unc = uncertainty(teacher.detach(), gold)
     else:
-        tckd, nckd, uncertainty = decomposition(student, teacher, gold)
-    easy = easy_hard_split(uncertainty.detach(), ignore)
+        tckd, nckd, unc = decomposition(student, teacher, gold)
+    easy = easy_hard_split(unc.detach(), ignore)
     counted = ~ignore
     easy_loss = _mean(nckd, counted & easy)
     hard_loss = _mean(tckd, counted & ~easy) + _mean(nckd, counted & ~easy)

@@ -8,8 +8,8 @@ sentence: " + line). [TGT]/[SRC] are the language names, [DOM] the domain.
   f_dsp     DSP with a wrong domain (the paper's F-DSP)
   zs_cot    template/ZS_CoT.py   "... step by step and then provide the complete sentence:" + line (no space, as released)
   icl       template/1_shot.py / 3_shot.py: "[SRC]: [S_i] [TGT]: [T_i]" lines, then "[SRC]: line [TGT]: "
-The few-shot demonstrations come from parallel files (`demo_source`, `demo_target`: the first `shots`
-lines); the release does not ship the ones it used.
+The few-shot demonstrations come from parallel files (`demo_source`, `demo_target`: `shots` lines from line
+`demo_start`, 0-based); the release does not ship the ones it used.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from llmlab.capabilities import PromptStrategy
+from llmlab.data.parallel import read_lines
 from llmlab.errors import UserError
 from llmlab.methods.base import Method
 
@@ -39,6 +40,7 @@ class Prompt(Method, PromptStrategy):
     shots: int = 0                 # icl: demonstrations (1 or 3 in the paper)
     demo_source: str | None = None
     demo_target: str | None = None
+    demo_start: int = 0            # icl: the first demonstration's line (e.g. past the evaluated slice of a test file)
 
     def __post_init__(self):
         if self.strategy not in ("tsp", "dsp", "zs_cot", "icl"):
@@ -54,8 +56,12 @@ class Prompt(Method, PromptStrategy):
             for path in (self.demo_source, self.demo_target):
                 if not Path(str(path)).is_file():
                     raise UserError(f"prompt: the demonstration file {path} does not exist.")
-            src, tgt = (Path(str(p)).read_text(encoding="utf-8").split("\n") for p in (self.demo_source, self.demo_target))
-            self._demos = list(zip(src, tgt))[: self.shots]
+            src, tgt = (read_lines(Path(str(p))) for p in (self.demo_source, self.demo_target))
+            self._demos = list(zip(src, tgt))[self.demo_start: self.demo_start + self.shots]
+            if self.demo_start < 0 or len(self._demos) < self.shots:
+                raise UserError(f"prompt: method.demo_start={self.demo_start} with shots={self.shots} asks for lines "
+                                f"{self.demo_start}-{self.demo_start + self.shots - 1} of {self.demo_source}, which has "
+                                f"{min(len(src), len(tgt))} parallel lines; choose a start in 0-{min(len(src), len(tgt)) - self.shots}.")
 
     def messages(self, example: dict) -> list[dict]:
         tgt, src, line = example["target_lang"], example["source_lang"], example["source"]
@@ -70,4 +76,5 @@ class Prompt(Method, PromptStrategy):
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{demos}{src}: {line} {tgt}: "}]
 
     def report(self) -> dict:
-        return {"family": self.family, "strategy": self.strategy, "domain": self.domain, "shots": self.shots}
+        return {"family": self.family, "strategy": self.strategy, "domain": self.domain, "shots": self.shots,
+                **({"demo_lines": [self.demo_start, self.demo_start + self.shots - 1]} if self.strategy == "icl" else {})}
