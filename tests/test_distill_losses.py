@@ -79,3 +79,21 @@ def test_tvd_counts_the_real_tokens_not_the_pads():
     s, t = torch.zeros(1, 2, 3), torch.tensor([[[0.0, 0.0, 0.0], [5.0, 0.0, 0.0]]])
     ignore = torch.tensor([[False, True]])
     assert losses.tvd(s, t, torch.zeros(1, 2, dtype=torch.long), ignore).item() == 0.0
+
+
+def test_the_closed_form_gradient_equals_autograd_through_the_decomposition():
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(2, 5, 40, generator=g) * 3, torch.randn(2, 5, 40, generator=g) * 3
+    gold = torch.randint(0, 40, (2, 5), generator=g)
+    t[0, 0], t[0, 0, gold[0, 0]] = -20.0, 20.0    # a confident teacher token: o_t ~ 1e-17
+    w_t, w_n = torch.randn(2, 5, generator=g), torch.randn(2, 5, generator=g)
+    grads, values = [], []
+    for fn in (losses.decomposition, losses.decomposition_fused):
+        x = s.clone().requires_grad_(True)
+        tckd, nckd, unc = fn(x, t, gold)
+        ((tckd * w_t).sum() + (nckd * w_n).sum()).backward()
+        grads.append(x.grad)
+        values.append(torch.stack([tckd, nckd, unc]).detach())
+    assert torch.equal(values[0], values[1])
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+    assert grads[0].abs().max() > 0.1   # a gradient that could differ

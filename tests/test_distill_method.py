@@ -15,7 +15,7 @@ def test_kd_trains_the_student_toward_the_teacher_and_logs_every_step(llmlab_inp
     data = fixture_path("instruct")
     code, out, err = llmlab_inproc("method=kd", "model=tiny-llama", "scale=smoke", "task=instruct",
                                    f"task.data_dir={data}", "task.max_new_tokens=4", f"method.train_path={data}/train.jsonl",
-                                   "method.objective=forward", "+model.keep_layers=1", "method.epochs=10",
+                                   "method.objective=forward", "+model.keep_layers=1", "method.epochs=10", "method.cache_trained=false",
                                    "method.batch_size=1", "method.lr=0.01", "logger=none")
     assert code == 0, err
     results = json.loads(next(outputs.rglob("results.json")).read_text())
@@ -41,7 +41,7 @@ def test_on_policy_and_mixed_sample_sources_train_on_generated_sequences(source,
     data = fixture_path("instruct")
     code, out, err = llmlab_inproc("method=kd", "model=tiny-llama", "scale=smoke", "task=instruct",
                                    f"task.data_dir={data}", "task.max_new_tokens=2", f"method.train_path={data}/train.jsonl",
-                                   "method.objective=atkd", "+model.keep_layers=1", "method.epochs=4",
+                                   "method.objective=atkd", "+model.keep_layers=1", "method.epochs=4", "method.cache_trained=false",
                                    "method.batch_size=2", f"method.sample_source={source}", "method.max_new_tokens=6",
                                    "limit=1", "logger=none")
     assert code == 0, err
@@ -60,3 +60,19 @@ def test_mix_token_needs_a_teacher(llmlab_inproc):
                                    "method.sample_source=mix_token",
                                    f"method.train_path={fixture_path('instruct')}/train.jsonl", "logger=none")
     assert code == 2 and "mix_token" in err
+
+
+def test_a_second_task_reuses_the_trained_student(llmlab_inproc, outputs, tmp_path, monkeypatch):
+    data = fixture_path("instruct")
+    monkeypatch.setenv("LLMLAB_CACHE", str(tmp_path / "cache"))   # an empty cache: the first run trains
+    args = ("method=kd", "model=tiny-llama", "scale=smoke", f"task.data_dir={data}", "task.max_new_tokens=2",
+            f"method.train_path={data}/train.jsonl", "method.objective=forward", "+model.keep_layers=1",
+            "method.epochs=3", "method.batch_size=1", "method.lr=0.005", "limit=1", "logger=none")
+    for tag, task in (("a", "instruct"), ("b", "instruct")):
+        code, out, err = llmlab_inproc(f"task={task}", *args, f"output_root={outputs / tag}",
+                                       *(("rerun=true",) if tag == "b" else ()))
+        assert code == 0, err
+    first, second = (json.loads(next((outputs / t).rglob("results.json")).read_text()) for t in ("a", "b"))
+    assert first["method_info"]["reused"] is False and first["method_info"]["teacher_forwards"] == first["method_info"]["steps"] > 0
+    assert second["method_info"]["reused"] is True and second["method_info"]["steps"] == first["method_info"]["steps"]
+    assert second["metrics"]["ref_nll"] == first["metrics"]["ref_nll"]   # the same weights, evaluated again

@@ -26,6 +26,14 @@ def signature(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:n]
 
 
+def file_digest(paths) -> str:
+    """A digest of the files' bytes (training data as part of a signature)."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(str(p)).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def base_identity(lm) -> dict:
     """What identifies the starting weights: the model spec (minus runtime-only keys) and dtype."""
     spec = {k: v for k, v in dict(lm.spec or {}).items() if k not in ("max_length", "device_map", "kv_pooling")}

@@ -78,6 +78,7 @@ class Distill(Method, WeightTransform):
     sample_source: str = "gt"                     # gt | student | mix_request | mix_token (distill_trainer.py)
     max_new_tokens: int = 256                     # training_step: max_new_tokens 256 (mix_token: 128)
     mix_ratio: float = 0.5                        # student_request_ratio / student_token_ratio 0.5
+    cache_trained: bool = True                    # reuse a student trained with the same inputs (training/cache.py)
     _facts: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self):
@@ -120,19 +121,34 @@ class Distill(Method, WeightTransform):
             self._facts = {"objective": "none", "steps": 0, "student_layers": len(blocks(lm.model)),
                            "student_params": sum(p.numel() for p in lm.model.parameters())}
             return lm
-        teacher = None
-        if self.objective != "sft":
-            if not self.teacher:
-                raise UserError("kd: no teacher. Compose one from the model group: method.teacher=<model config> "
-                                "(conf/method/kd.yaml: `/model@teacher: smollm2-135m`).")
-            teacher = models.load(self.teacher, device=str(lm.model.device), seed=ctx.seed)
-            if teacher.tokenizer.get_vocab() != lm.tokenizer.get_vocab():
-                raise UserError(f"kd: the teacher {teacher.spec.get('name')} and the student {lm.spec.get('name')} have "
-                                f"different tokenizers; distillation compares their distributions token by token, so "
-                                f"both must share one vocabulary (choose a teacher of the student's family).")
-            teacher.model.eval()
+        if self.objective != "sft" and not self.teacher:
+            raise UserError("kd: no teacher. Compose one from the model group: method.teacher=<model config> "
+                            "(conf/method/kd.yaml: `/model@teacher: smollm2-135m`).")
         pairs = alpaca_rows(Path(str(self.train_path)).expanduser())[: self.train_rows or None]
-        self._train(lm, teacher, pairs, ctx)
+
+        def train():
+            teacher = None
+            if self.objective != "sft":
+                teacher = models.load(self.teacher, device=str(lm.model.device), seed=ctx.seed)
+                if teacher.tokenizer.get_vocab() != lm.tokenizer.get_vocab():
+                    raise UserError(f"kd: the teacher {teacher.spec.get('name')} and the student {lm.spec.get('name')} "
+                                    f"have different tokenizers; distillation compares their distributions token by "
+                                    f"token, so both must share one vocabulary (choose a teacher of the student's family).")
+                teacher.model.eval()
+            self._train(lm, teacher, pairs, ctx)
+            return [dict(self._facts)]
+
+        from llmlab.training.cache import base_identity, file_digest, train_once
+
+        settings = {k: getattr(self, k) for k in ("objective", "alpha", "beta", "train_rows", "epochs", "lr", "batch_size",
+                                                  "warmup_ratio", "max_length", "sample_source", "max_new_tokens",
+                                                  "mix_ratio")}
+        inputs = {"student": base_identity(lm), "teacher": dict(self.teacher or {}) if self.objective != "sft" else None,
+                  "data": file_digest([Path(str(self.train_path)).expanduser()]), "settings": settings, "seed": ctx.seed}
+        history, reused, ckpt = train_once(ctx, lm, f"kd-{self.objective}", inputs, train, use_cache=self.cache_trained)
+        if reused:   # the facts of the run that trained it
+            self._facts = {**history[0], "reused": True, "checkpoint": str(ckpt.path)}
+        lm.model.eval()
         return lm
 
     def _batches(self, lm, pairs):
@@ -263,7 +279,7 @@ class Distill(Method, WeightTransform):
                 next(ticks, None)
         seconds = time.perf_counter() - started
         model.eval()
-        self._facts = {"objective": self.objective, "steps": step,
+        self._facts = {"objective": self.objective, "reused": False, "steps": step,
                        "train_pairs": len(pairs), "loss_first": loss_log[0] if loss_log else None,
                        "loss_last": loss_log[-1] if loss_log else None, "train_seconds": round(seconds, 2),
                        "response_tokens_per_s": round(tokens / seconds, 1) if seconds else None,

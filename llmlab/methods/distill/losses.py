@@ -11,6 +11,8 @@ the gold token; p^ = the distribution over the non-gold tokens, renormalised.
     TCKD = KL(b_teacher || b_student)        (target-oriented part)
     NCKD = KL(p^_teacher || p^_student)      (diversity-oriented part)
     KL(teacher || student) = TCKD + UnC * NCKD,  UnC = 1 - p_gold(teacher)  (per token)
+ATKD and DKD use `decomposition_fused`: the same values, with the gradient to the student's logits in closed form
+(the release lets autograd run through both log-softmaxes).
 Deviations from the release, each following the paper:
 - TVD: the release's `get_tvd` selects the positions where `padding_mask` is True (the ignored
   ones); here it averages over the counted positions.
@@ -94,6 +96,56 @@ def decomposition(student, teacher, gold):
     return tckd, nckd, o_t
 
 
+class _Decomposition(torch.autograd.Function):
+    """`decomposition` with its gradient to the student's logits in closed form (one pass in backward instead of
+    autograd through the masked copies and both log-softmaxes). With p^ the renormalised non-gold distributions,
+    o the non-gold mass and g the gold index, for a token with upstream gradients (gt, gn) of (TCKD, NCKD):
+        d/ds_i = p^s_i * (gn + gt * (o_s - o_t)) - gn * p^t_i     (i != g)
+        d/ds_g = gt * (ps_g - pt_g)
+    (NCKD's gradient is p^s - p^t on the non-gold entries; TCKD's is p_s - b_t spread over the two groups.)"""
+
+    @staticmethod
+    def forward(ctx, student, teacher, gold):
+        s, t = student.float(), teacher.float()
+        g = gold.unsqueeze(-1)
+        low = torch.finfo(torch.float32).min / 4
+        ms, mt = s.scatter(-1, g, low), t.scatter(-1, g, low)
+        lps, lpt = F.log_softmax(ms, -1), F.log_softmax(mt, -1)
+        del ms, mt
+        pt_hat = lpt.exp()
+        nckd = (pt_hat * (lpt - lps)).sum(-1)
+        other = (g + 1) % s.shape[-1]
+        lse_ms = (s.gather(-1, other) - lps.gather(-1, other)).squeeze(-1)
+        lse_mt = (t.gather(-1, other) - lpt.gather(-1, other)).squeeze(-1)
+        del lpt
+        s_g, t_g = s.gather(-1, g).squeeze(-1), t.gather(-1, g).squeeze(-1)
+        lse_s, lse_t = torch.logaddexp(lse_ms, s_g), torch.logaddexp(lse_mt, t_g)
+        ls_g, lt_g = s_g - lse_s, t_g - lse_t
+        lo_s, lo_t = lse_ms - lse_s, lse_mt - lse_t
+        o_t = lo_t.exp()
+        tckd = lt_g.exp() * (lt_g - ls_g) + o_t * (lo_t - lo_s)
+        ps_hat = lps.exp_()   # lps is not needed any more: its storage holds p^s
+        ctx.save_for_backward(ps_hat, pt_hat, gold, ls_g.exp(), lt_g.exp(), lo_s.exp(), o_t)
+        ctx.student_dtype = student.dtype
+        ctx.mark_non_differentiable(o_t)
+        return tckd, nckd, o_t
+
+    @staticmethod
+    def backward(ctx, grad_tckd, grad_nckd, _grad_unc):
+        ps_hat, pt_hat, gold, ps_g, pt_g, o_s, o_t = ctx.saved_tensors
+        gt = grad_tckd if grad_tckd is not None else torch.zeros_like(o_t)
+        gn = grad_nckd if grad_nckd is not None else torch.zeros_like(o_t)
+        grad = ps_hat * (gn + gt * (o_s - o_t)).unsqueeze(-1)
+        grad -= pt_hat * gn.unsqueeze(-1)
+        grad.scatter_(-1, gold.unsqueeze(-1), (gt * (ps_g - pt_g)).unsqueeze(-1))
+        return grad.to(ctx.student_dtype), None, None
+
+
+def decomposition_fused(student, teacher, gold):
+    """`decomposition` (same values) with a closed-form gradient to the student; the teacher gets none."""
+    return _Decomposition.apply(student, teacher.detach(), gold)
+
+
 def uncertainty(teacher, gold) -> torch.Tensor:
     """UnC = 1 - p_gold of the teacher per position (B, T)."""
     t = teacher.float()
@@ -102,7 +154,7 @@ def uncertainty(teacher, gold) -> torch.Tensor:
 
 def dkd(student, teacher, gold, ignore, alpha: float = ALPHA, beta: float = BETA):
     """Decoupled KD: alpha * mean TCKD + beta * mean NCKD."""
-    tckd, nckd, _ = decomposition(student, teacher, gold)
+    tckd, nckd, _ = decomposition_fused(student, teacher, gold)
     return alpha * _mean(tckd, ~ignore) + beta * _mean(nckd, ~ignore)
 
 
@@ -126,7 +178,7 @@ def atkd(student, teacher, gold, ignore, alpha: float = ALPHA, reverse: bool = F
         tckd, nckd, _ = decomposition(teacher, student, gold)
         unc = uncertainty(teacher.detach(), gold)
     else:
-        tckd, nckd, unc = decomposition(student, teacher, gold)
+        tckd, nckd, unc = decomposition_fused(student, teacher, gold)
     easy = easy_hard_split(unc.detach(), ignore)
     counted = ~ignore
     easy_loss = _mean(nckd, counted & easy)

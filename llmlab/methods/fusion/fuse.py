@@ -18,10 +18,10 @@ from typing import ClassVar
 from llmlab.errors import UserError
 from llmlab.methods.fusion import ot
 from llmlab.data.parallel import read_lines
-from llmlab.methods.fusion.systems import NMTSystems, file_digest, with_weights
+from llmlab.methods.fusion.systems import NMTSystems, with_weights
 from llmlab.models import nmt
 from llmlab.progress import progress
-from llmlab.training.cache import train_once
+from llmlab.training.cache import file_digest, train_once
 
 
 @dataclass

@@ -16,7 +16,6 @@ its starting weights, data and settings (`train_once`), so RI, PT and every fusi
 from __future__ import annotations
 
 import copy
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -29,15 +28,8 @@ from llmlab.errors import UserError
 from llmlab.methods.base import Method
 from llmlab.models.lm import LM
 from llmlab.models.nmt import require_seq2seq
-from llmlab.training.cache import base_identity, signature, train_once
+from llmlab.training.cache import base_identity, file_digest, signature, train_once
 from llmlab.training.seq2seq import Seq2SeqSettings, denoising_rows, train_seq2seq
-
-
-def file_digest(paths) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        h.update(Path(str(p)).read_bytes())
-    return h.hexdigest()[:16]
 
 
 @dataclass
