@@ -7,7 +7,8 @@ unbabel-comet 2.2.7 pins transformers < 5 and numpy < 2, so it runs in an enviro
     /tmp/cometenv/bin/python scripts/comet_reference.py
 
 It writes the checkpoint with this repository's generator, loads it with `comet.load_from_checkpoint` and prints
-the segment scores and the system score of the fixture's EXAMPLES as JSON (the numbers in tests/test_comet.py)."""
+the segment scores and the system score of the fixture's EXAMPLES as JSON, for the default settings and for the
+sparsemax / no-layer-norm variant (the numbers in tests/test_comet.py)."""
 
 from __future__ import annotations
 
@@ -28,14 +29,16 @@ def main() -> None:
                                                   "fixtures" / "comet.py")
     fixture = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fixture)
-    with tempfile.TemporaryDirectory() as d:
-        fixture.write(Path(d))
-        os.chdir(d)   # the checkpoint names its encoder directory relative to itself ("encoder")
-        model = comet.load_from_checkpoint(str(Path(d) / "checkpoints" / "model.ckpt"), local_files_only=True)
-        out = model.predict([{"src": s, "mt": h, "ref": r} for s, h, r in fixture.EXAMPLES], batch_size=2, gpus=0,
-                            progress_bar=False)
-    print(json.dumps({"unbabel_comet": version("unbabel-comet"), "scores": [round(x, 7) for x in out.scores],
-                      "system_score": round(out.system_score, 7)}))
+    out = {"unbabel_comet": version("unbabel-comet")}
+    for name, hparams in (("default", {}), ("sparse", fixture.SPARSE)):
+        with tempfile.TemporaryDirectory() as d:
+            fixture.write(Path(d), **hparams)
+            os.chdir(d)   # the checkpoint names its encoder directory relative to itself ("encoder")
+            model = comet.load_from_checkpoint(str(Path(d) / "checkpoints" / "model.ckpt"), local_files_only=True)
+            pred = model.predict([{"src": s, "mt": h, "ref": r} for s, h, r in fixture.EXAMPLES], batch_size=2,
+                                 gpus=0, progress_bar=False)
+            out[name] = {"scores": [round(x, 7) for x in pred.scores], "system_score": round(pred.system_score, 7)}
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

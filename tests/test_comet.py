@@ -19,6 +19,7 @@ from llmlab.metrics import comet
 # environment with that package (transformers 4.57, numpy 1.26): the package's code, not this port, made them
 PACKAGE_SCORES = [1.1069208, 0.3825582, 0.8525257, 1.0772641, 1.3011514]
 PACKAGE_SYSTEM = 0.944084
+PACKAGE_SPARSE = [1.7501916, 0.573373, 0.8598079, 1.2209743, 1.1988637]   # layer_transformation sparsemax, no layer norm
 
 
 @pytest.mark.parametrize("batch_size", [2, 16])
@@ -27,6 +28,15 @@ def test_the_port_gives_the_package_scores(batch_size):
     scores = comet.load(fixture_path("comet")).segment_scores(sources, hypotheses, references, batch_size=batch_size)
     assert scores == pytest.approx(PACKAGE_SCORES, abs=1e-5)
     assert sum(scores) / len(scores) == pytest.approx(PACKAGE_SYSTEM, abs=1e-5)
+
+
+def test_the_sparsemax_mix_without_layer_norm_gives_the_package_scores(tmp_path):
+    from llmlab.fixtures import comet as fixture
+
+    fixture.write(tmp_path, **fixture.SPARSE)
+    sources, hypotheses, references = (list(x) for x in zip(*EXAMPLES))
+    scores = comet.load(str(tmp_path)).segment_scores(sources, hypotheses, references)
+    assert scores == pytest.approx(PACKAGE_SPARSE, abs=1e-5)
 
 
 def test_the_translation_task_scores_comet_per_sentence(llmlab_inproc, outputs, tmp_path):
