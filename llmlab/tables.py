@@ -28,7 +28,9 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
             pruner's block) instead of a group of their own; a group key given as "*" matches any value
             (the dense model beside every routing level, which it does not depend on)
   notes     [text, ...]: what a reader must know to read the numbers, printed under the legend
-  plot      {x: <config path>, y: <metric or [metrics]>, line: <config path>, where: {...}}: a line plot PNG
+  (a scale's experiment_scale file may add keys under `table:`, e.g. its own `where`)
+  plot      {x: <config path>, y: <metric or [metrics]>, line: <config path>, group_by: [paths] (panels; the
+            table's groups by default), where: {...}}: a line plot PNG
             of all the experiment's results (the table's `where` does not apply to it)
 
 A plain `-m` sweep needs no experiment file: `llmlab table <sweep dir> --rows method --columns
@@ -129,6 +131,8 @@ def load_spec(name: str, conf_dir: Path = CONF_DIR, overrides: list[str] = ()) -
     spec.setdefault("experiment_name", raw.get("experiment_name", name))
     facts: dict = {}
     spec["sweep"] = sweep_grid(name, conf_dir, raw, list(overrides), facts)
+    for key_, value in (facts.get("table") or {}).items():   # a scale may add table keys (its `where`)
+        spec.setdefault(key_, value)
     spec.setdefault("scale_name", facts.get("scale"))  # results of another scale belong to another table
     return spec
 
@@ -149,6 +153,8 @@ def sweep_grid(name: str, conf_dir: Path, raw: dict, overrides: list[str], facts
                 cfg = compose("config", overrides=[f"experiment={name}", *fixed], return_hydra_config=True)
                 if facts is not None:
                     facts["scale"] = OmegaConf.select(cfg, "scale.name")
+                    table = OmegaConf.select(cfg, "table")   # with the scale file's `table:` keys (e.g. where)
+                    facts["table"] = OmegaConf.to_container(table, resolve=False) if table is not None else None
                 swept_params = OmegaConf.select(cfg, "hydra.sweeper.params")
                 params = OmegaConf.to_container(swept_params, resolve=True) if swept_params else {}
         except Exception:  # a grid we cannot compose: the results alone decide the rows and columns
@@ -387,7 +393,7 @@ def _delta(ours: float | None, paper: float | None, fmt: str) -> float | None:
 def render_markdown(spec: dict, table: dict) -> str:
     labels = spec.get("labels") or {}
     cols = table["columns"]
-    head = [spec["rows"]] + [str(labels.get(c, c)) for c in cols]
+    head = [str(labels.get(spec["rows"], spec["rows"]))] + [str(labels.get(c, c)) for c in cols]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in table["rows"]:
         lines.append("| " + " | ".join([str(labels.get(row, row))] + [cell_text(spec, table, row, c) for c in cols]) + " |")
@@ -484,7 +490,7 @@ def to_latex(spec: dict, tables: list[dict]) -> str:
         caption = ", ".join(f"{k}={v}" for k, v in table["group"].items()) or spec["experiment_name"]
         out.append("\\begin{table}[t]\\centering\\small")
         out.append("\\begin{tabular}{l" + "r" * len(cols) + "}\\toprule")
-        out.append(" & ".join([_tex(spec["rows"])] + [_tex(labels.get(c, c)) for c in cols]) + " \\\\\\midrule")
+        out.append(" & ".join([_tex(str(labels.get(spec["rows"], spec["rows"])))] + [_tex(labels.get(c, c)) for c in cols]) + " \\\\\\midrule")
         for row in table["rows"]:
             cells = []
             for col in cols:
@@ -517,7 +523,7 @@ def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    group_by = list(spec.get("group_by") or [])
+    group_by = list(plot.get("group_by", spec.get("group_by")) or [])   # panels; the table's groups by default
     metrics = [str(m) for m in plot["y"]] if isinstance(plot["y"], (list, tuple)) else [str(plot["y"])]
     groups: dict[tuple, dict[str, dict[float, float]]] = {}
     for res in results:
