@@ -20,6 +20,7 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
             results: FLOPs of a model fine-tuned on each task)
   labels    {column or row: display name};   where {path: value} filter;   group_by [paths]
   scale     multiply metrics;   format  e.g. ".2f";   reported  the paper's numbers
+  reported_digits  the decimals the paper prints: a delta compares ours rounded to them (0 = a match)
   over      a config path whose values repeat one cell (seed): the cell shows mean ± sample std;
             repeats  how many a full cell has (fewer is marked "(n=k)");  average  the name of a
             column holding the mean of the row's other columns (per repeat, then mean ± std), or of the
@@ -376,17 +377,23 @@ def cell_text(spec: dict, table: dict, row: str, col: str) -> str:
         if ours is None:
             text += f" (paper {format(paper, fmt)})"
         else:
-            delta = _delta(ours, paper, fmt)
+            delta = _delta(ours, paper, spec)
             word = verdict(_column_metric(spec, col), delta)
             text += f" (paper {format(paper, fmt)}, Δ {delta:+{fmt}}{', ' + word if word else ''})"
     return text
 
 
-def _delta(ours: float | None, paper: float | None, fmt: str) -> float | None:
-    """ours - paper at the table's shown precision (a difference the paper's digits cannot show is 0)."""
+def _delta(ours: float | None, paper: float | None, spec: dict) -> float | None:
+    """ours - paper at the table's shown precision (a difference the paper's digits cannot show is 0).
+
+    With `reported_digits: d` (the paper prints d decimals) ours is first rounded to d decimals, so 43.45
+    against a printed 43.5 is a match, not "-0.05, worse"."""
     if ours is None or paper is None:
         return None
-    delta = float(format(ours - paper, fmt.lstrip("+")))
+    digits = spec.get("reported_digits")
+    if digits is not None:
+        ours = round(ours, int(digits))
+    delta = float(format(ours - paper, spec.get("format", ".2f").lstrip("+")))
     return 0.0 if delta == 0 else delta
 
 
@@ -473,7 +480,7 @@ def to_csv(spec: dict, tables: list[dict]) -> str:
         for row in table["rows"]:
             for col in table["columns"]:
                 ours, paper = table["cells"].get((row, col)), table["reported"].get((row, col))
-                delta = _delta(ours, paper, spec.get("format", ".2f"))
+                delta = _delta(ours, paper, spec)
                 writer.writerow([table["group"][g] for g in group_by] + [
                     row, col, "" if ours is None else ours, "" if paper is None else paper,
                     "" if delta is None else delta, "" if delta is None else verdict(_column_metric(spec, col), delta),
@@ -614,7 +621,7 @@ def cell_rows(spec: dict, tables: list[dict]) -> list[list]:
                 ours, paper = table["cells"].get((row, col)), table["reported"].get((row, col))
                 if ours is None and paper is None:
                     continue
-                delta = _delta(ours, paper, spec.get("format", ".2f"))
+                delta = _delta(ours, paper, spec)
                 out.append([group, row, str((spec.get("labels") or {}).get(col, col)), ours, paper, delta,
                             verdict(_column_metric(spec, col), delta) if delta is not None else ""])
     return out

@@ -56,6 +56,24 @@ def test_table_missing_cells_reported_and_delta(tmp_path):
     assert (tmp_path / "t" / "demo.png").stat().st_size > 1000
 
 
+def test_table_reported_digits_compare_at_the_papers_precision(tmp_path):
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text(
+        "experiment_name: demo\n"
+        "table:\n  rows: method\n  columns: {by: method.kv_size, metric: avg}\n  format: '.2f'\n"
+        "  reported_digits: 1\n  reported:\n    snapkv: {'64': 43.5, '128': 44.4}\n")
+    root = tmp_path / "outputs"
+    record.write_json(root / "1" / "results.json", _result("snapkv", 64, {"avg": 43.46}))
+    record.write_json(root / "2" / "results.json", _result("snapkv", 128, {"avg": 44.25}))
+    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    # 43.46 prints as 43.5 in the paper's digits: a match; 44.25 is 44.2 (or 44.3), not the paper's 44.4
+    assert "43.46 (paper 43.50, Δ +0.00)" in md
+    assert "44.25 (paper 44.40, Δ -0.20)" in md
+    csv_text = (tmp_path / "t" / "demo.csv").read_text()
+    assert "snapkv,64,43.46,43.5,0.0," in csv_text
+
+
 def test_table_newest_result_wins_and_is_flagged(tmp_path):
     conf = tmp_path / "conf" / "experiment"
     conf.mkdir(parents=True)
