@@ -44,3 +44,17 @@ def test_every_config_file_has_a_description():
         if path.parent.name in ("launcher",) or path.name == "config.yaml":
             continue
         assert describe(path), f"{path} has no one-line description comment"
+
+
+@pytest.mark.parametrize("stem", sorted(p.stem for p in (CONF / "experiment_scale").glob("*.yaml")))
+def test_every_experiment_scale_composes_with_its_experiment(stem):
+    experiment, scale = stem.rsplit("-", 1)
+    assert (CONF / "experiment" / f"{experiment}.yaml").is_file(), f"{stem}: no experiment {experiment}"
+    assert (CONF / "scale" / f"{scale}.yaml").is_file(), f"{stem}: no scale {scale}"
+    cfg = _compose([f"experiment={experiment}", f"scale={scale}"])
+    OmegaConf.to_container(cfg, resolve=False)
+    for key, values in cfg.hydra.sweeper.params.items():  # every swept group choice exists
+        group = key.split("@")[0]
+        if (CONF / group).is_dir():
+            for value in str(values).split(","):
+                assert (CONF / group / f"{value.strip()}.yaml").is_file(), f"{stem}: {key}={value} has no config"

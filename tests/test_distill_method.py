@@ -76,3 +76,17 @@ def test_a_second_task_reuses_the_trained_student(llmlab_inproc, outputs, tmp_pa
     assert first["method_info"]["reused"] is False and first["method_info"]["teacher_forwards"] == first["method_info"]["steps"] > 0
     assert second["method_info"]["reused"] is True and second["method_info"]["steps"] == first["method_info"]["steps"]
     assert second["metrics"]["ref_nll"] == first["metrics"]["ref_nll"]   # the same weights, evaluated again
+
+
+def test_training_data_reads_seed_tasks_jsonl_and_a_json_list(tmp_path):
+    from llmlab.methods.distill.kd import alpaca_rows
+    from llmlab.data.instruct import prompt_for
+
+    seed = tmp_path / "seed.jsonl"
+    seed.write_text(json.dumps({"instruction": "Add.", "instances": [{"input": "1+1", "output": "2"},
+                                                                     {"input": "", "output": "0"}]}) + "\n\n")
+    alpaca = tmp_path / "alpaca_gpt4_data.json"  # the release's training file: one JSON list, indented
+    alpaca.write_text(json.dumps([{"instruction": "Greet.", "input": "", "output": "Hello."},
+                                  {"instruction": "Echo.", "input": "x", "output": "x"}], indent=2))
+    assert alpaca_rows(seed) == [(prompt_for("Add.", "1+1"), "2"), (prompt_for("Add.", ""), "0")]
+    assert alpaca_rows(alpaca) == [(prompt_for("Greet.", ""), "Hello."), (prompt_for("Echo.", "x"), "x")]

@@ -47,13 +47,14 @@ SAMPLE_SOURCES = ("gt", "student", "mix_request", "mix_token")
 
 
 def alpaca_rows(path: Path) -> list[tuple[str, str]]:
-    """(prompt, response) pairs of a Self-Instruct seed file (instruction, instances[input, output]) or of
-    an instruction jsonl (instruction, input, output), in the prompt format of ATKD inference.py."""
+    """(prompt, response) pairs of a Self-Instruct seed file (instruction, instances[input, output]), of an
+    instruction jsonl (instruction, input, output), or of one JSON list of such rows (alpaca_gpt4_data.json, the
+    release's training data), in the prompt format of ATKD inference.py."""
+    text = path.read_text(encoding="utf-8")
+    rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(line) for line in text.splitlines()
+                                                                      if line.strip()]
     pairs = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for row in rows:
         for inst in row.get("instances") or [{"input": row.get("input", ""), "output": row["output"]}]:
             pairs.append((prompt_for(row["instruction"], inst.get("input")), inst["output"]))
     return pairs
@@ -93,8 +94,9 @@ class Distill(Method, WeightTransform):
 
     def check(self) -> None:
         if not self.train_path:
-            raise UserError("kd: no training data. Set method.train_path=<jsonl> (Self-Instruct seed tasks, e.g. "
-                            "../shared/data/instruct_train/self_instruct_seed_tasks.jsonl, or instruction/input/output rows).")
+            raise UserError("kd: no training data. Set method.train_path=<file>: Self-Instruct seed tasks (e.g. "
+                            "../shared/data/instruct_train/self_instruct_seed_tasks.jsonl), instruction/input/output "
+                            "rows (jsonl), or the release's alpaca_gpt4_data.json (one JSON list).")
         if not Path(str(self.train_path)).expanduser().is_file():
             raise UserError(f"kd: method.train_path={self.train_path} does not exist.")
         from llmlab.models import depth
