@@ -9,6 +9,13 @@ def _result(method, kv, metrics, exp="demo", finished="2026-01-01T00:00:00", sta
             "metrics": metrics, "finished": finished}
 
 
+def _demo_spec(tmp_path, text: str) -> None:
+    """conf/experiment/demo.yaml under tmp_path (tables.build reads it with conf_dir=tmp_path / "conf")."""
+    conf = tmp_path / "conf" / "experiment"
+    conf.mkdir(parents=True)
+    (conf / "demo.yaml").write_text(text)
+
+
 def test_signature_ignores_logger_and_paths():
     a = {"model": {"name": "x"}, "method": {"k": 1}, "task": {}, "seed": 0, "limit": 2, "logger": {"name": "wandb"},
          "output_root": "a"}
@@ -31,9 +38,7 @@ def test_atomic_write_and_incomplete_results_are_ignored(tmp_path):
 
 
 def test_table_missing_cells_reported_and_delta(tmp_path):
-    conf = tmp_path / "conf" / "experiment"
-    conf.mkdir(parents=True)
-    (conf / "demo.yaml").write_text(
+    _demo_spec(tmp_path,
         "experiment_name: demo\n"
         "table:\n  rows: method\n  columns: {by: method.kv_size, metric: avg}\n  format: '.1f'\n"
         "  reported:\n    snapkv: {'64': 40.0}\n"
@@ -57,9 +62,7 @@ def test_table_missing_cells_reported_and_delta(tmp_path):
 
 
 def test_table_reported_digits_compare_at_the_papers_precision(tmp_path):
-    conf = tmp_path / "conf" / "experiment"
-    conf.mkdir(parents=True)
-    (conf / "demo.yaml").write_text(
+    _demo_spec(tmp_path,
         "experiment_name: demo\n"
         "table:\n  rows: method\n  columns: {by: method.kv_size, metric: avg}\n  format: '.2f'\n"
         "  reported_digits: 1\n  reported:\n    snapkv: {'64': 43.5, '128': 44.4}\n")
@@ -75,9 +78,7 @@ def test_table_reported_digits_compare_at_the_papers_precision(tmp_path):
 
 
 def test_table_newest_result_wins_and_is_flagged(tmp_path):
-    conf = tmp_path / "conf" / "experiment"
-    conf.mkdir(parents=True)
-    (conf / "demo.yaml").write_text("experiment_name: demo\ntable:\n  rows: method\n  columns: [avg]\n")
+    _demo_spec(tmp_path, "experiment_name: demo\ntable:\n  rows: method\n  columns: [avg]\n")
     root = tmp_path / "outputs"
     record.write_json(root / "machine_a" / "results.json", _result("snapkv", 64, {"avg": 1.0}, finished="2026-01-01T00:00:00"))
     record.write_json(root / "machine_b" / "results.json", _result("snapkv", 64, {"avg": 2.0}, finished="2026-01-02T00:00:00"))
@@ -89,9 +90,7 @@ def test_table_newest_result_wins_and_is_flagged(tmp_path):
 
 
 def test_plot_ignores_the_table_filter(tmp_path, monkeypatch):
-    conf = tmp_path / "conf" / "experiment"
-    conf.mkdir(parents=True)
-    (conf / "demo.yaml").write_text(
+    _demo_spec(tmp_path,
         "experiment_name: demo\ntable:\n  rows: method\n  columns: [avg]\n  where: {method.kv_size: 64}\n"
         "  plot: {x: method.kv_size, y: avg, line: method}\n")
     root = tmp_path / "outputs"
@@ -134,9 +133,7 @@ def test_a_result_reused_by_another_experiment_shows_in_both_tables(tmp_path):
 def test_missing_sweep_points_show_as_missing_and_deltas_have_a_direction(tmp_path):
     """The grid comes from the experiment's sweep: a job that never ran is a "–" cell, not a lost
     column; a sweep value like [512] is labelled 512; Δ says better/worse by the metric's direction."""
-    conf = tmp_path / "conf" / "experiment"
-    conf.mkdir(parents=True)
-    (conf / "demo.yaml").write_text(
+    _demo_spec(tmp_path,
         "experiment_name: demo\n"
         "hydra:\n  sweeper:\n    params:\n      method: snapkv,h2o,pyramidkv\n"
         "      task.context_lengths: '[512],[1024]'\n"
@@ -184,9 +181,7 @@ def test_an_unknown_experiment_is_bad_input(tmp_path, capsys):
 
 def test_the_table_lands_in_wandb_offline_with_the_same_cells(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    conf = tmp_path / "conf" / "experiment"
-    conf.mkdir(parents=True)
-    (conf / "demo.yaml").write_text("experiment_name: demo\ntable:\n  rows: method\n  columns: [avg]\n"
+    _demo_spec(tmp_path, "experiment_name: demo\ntable:\n  rows: method\n  columns: [avg]\n"
                                     "  reported:\n    snapkv: {avg: 1.5}\n")
     root = tmp_path / "outputs"
     record.write_json(root / "1" / "results.json", _result("snapkv", 64, {"avg": 1.0}))
@@ -201,9 +196,7 @@ def test_the_table_lands_in_wandb_offline_with_the_same_cells(tmp_path, monkeypa
 
 
 def test_table_mean_std_over_seeds_and_average_column(tmp_path):
-    conf = tmp_path / "conf" / "experiment"
-    conf.mkdir(parents=True)
-    (conf / "demo.yaml").write_text(
+    _demo_spec(tmp_path,
         "experiment_name: demo\n"
         "table:\n  rows: method\n  columns: {by: task, metric: score}\n  over: seed\n  repeats: 3\n"
         "  average: avg\n  format: '.2f'\n  labels: {none: AdamW (none)}\n")
@@ -234,9 +227,7 @@ def test_table_mean_std_over_seeds_and_average_column(tmp_path):
 
 
 def test_average_of_named_columns_leaves_the_others_out(tmp_path):
-    conf = tmp_path / "conf" / "experiment"
-    conf.mkdir(parents=True)
-    (conf / "demo.yaml").write_text(
+    _demo_spec(tmp_path,
         "experiment_name: demo\n"
         "table:\n  rows: method\n  columns: [a/acc, b/acc, ppl, c/acc]\n  average: avg\n  average_of: [a/acc, b/acc]\n"
         "  format: '.1f'\n")
@@ -257,9 +248,7 @@ def test_average_of_named_columns_leaves_the_others_out(tmp_path):
 
 
 def test_also_metrics_are_pooled_over_the_by_columns(tmp_path):
-    conf = tmp_path / "conf" / "experiment"
-    conf.mkdir(parents=True)
-    (conf / "demo.yaml").write_text(
+    _demo_spec(tmp_path,
         "experiment_name: demo\n"
         "table:\n  rows: method\n  columns: {by: task, metric: score, also: [gflops]}\n  over: seed\n"
         "  average: avg\n  format: '.1f'\n  notes: [a gap at sequence level is seed noise]\n")
@@ -281,9 +270,7 @@ def test_also_metrics_are_pooled_over_the_by_columns(tmp_path):
     assert "Note: a gap at sequence level is seed noise" in md
 
 def test_reference_row_in_every_group(tmp_path):
-    conf = tmp_path / "conf" / "experiment"
-    conf.mkdir(parents=True)
-    (conf / "demo.yaml").write_text(
+    _demo_spec(tmp_path,
         "experiment_name: demo\n"
         "table:\n  rows: calibration\n  columns: [ppl]\n  group_by: [method, model]\n"
         "  reference: {method: none}\n  labels: {none: dense}\n  format: '.1f'\n")
@@ -303,7 +290,8 @@ def test_reference_row_in_every_group(tmp_path):
                                                     "method = wanda, model = m2"]  # no block of its own for none
     assert all("| dense | 5.0 |" in b for b in blocks[:2]) and "dense" not in blocks[2]  # m2 has no dense result
     # "*": the reference matches any value of that group key (the dense model beside every block, m2's too)
-    (conf / "demo.yaml").write_text((conf / "demo.yaml").read_text().replace("{method: none}",
+    spec = tmp_path / "conf" / "experiment" / "demo.yaml"
+    spec.write_text(spec.read_text().replace("{method: none}",
                                                                             '{method: none, model: "*"}'))
     md, _ = tables.build("demo", root, tmp_path / "t2", conf_dir=tmp_path / "conf")
     assert all("| dense | 5.0 |" in b for b in md.split("## ")[1:])
