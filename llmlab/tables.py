@@ -418,11 +418,11 @@ def describe_values(spec: dict) -> str:
             unknown.append(name)
         else:
             entries.setdefault(entry.name, entry)
-    parts = []
+    said: dict[str, list[str]] = {}  # metrics that share a description are named together (one ROUGE-L per set)
     for entry in entries.values():
         arrow = {True: "; higher is better", False: "; lower is better", None: ""}[entry.higher_is_better]
-        parts.append(f"{entry.name}: {entry.description}" + (f" [{entry.unit}]" if entry.unit else "") + arrow)
-    parts += unknown
+        said.setdefault(entry.description + (f" [{entry.unit}]" if entry.unit else "") + arrow, []).append(entry.name)
+    parts = [f"{', '.join(names)}: {text}" for text, names in said.items()] + unknown
     scale = float(spec.get("scale", 1.0))
     tail = f" — every value shown x{scale:g}" if scale != 1 else ""
     if spec.get("over"):

@@ -295,3 +295,15 @@ def test_reference_row_in_every_group(tmp_path):
                                                                             '{method: none, model: "*"}'))
     md, _ = tables.build("demo", root, tmp_path / "t2", conf_dir=tmp_path / "conf")
     assert all("| dense | 5.0 |" in b for b in md.split("## ")[1:])
+
+
+def test_metrics_that_share_a_description_are_described_once():
+    from llmlab.metrics.registry import register
+
+    register("test_set_a_score", "the demo score of one set", unit="x100")
+    register("test_set_b_score", "the demo score of one set", unit="x100")
+    register("test_loss", "the demo loss", higher_is_better=False)
+    line = tables.describe_values({"columns": ["test_set_a_score", "test_set_b_score", "test_loss"]})
+    assert line.count("the demo score of one set") == 1
+    assert "test_set_a_score, test_set_b_score: the demo score of one set [x100]; higher is better" in line
+    assert "test_loss: the demo loss; lower is better" in line
