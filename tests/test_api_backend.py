@@ -77,3 +77,31 @@ def test_instruct_llm_judge_score_through_a_real_endpoint(llmlab_inproc, outputs
     assert results["info"]["judge"]["skipped_reviews"] == skipped
     judged_sets = {p["set"] for p in preds if p["judge_scores"]}
     assert judged_sets and all(results["metrics"][f"{s}/judge_ratio"] == 0.5 for s in judged_sets)
+
+
+def test_a_model_that_answers_after_a_newline_gets_its_first_line_with_text(llmlab_inproc, outputs, tmp_path):
+    """A base model often starts with a newline: stopping there would score an empty line. The task asks
+    again without the stop for those sentences and keeps the first line with text (task.answer=first_line
+    keeps the empty line)."""
+    server = EchoServer(answer=lambda body: "\n" + body["messages"][-1]["content"].rsplit(": ", 1)[-1].upper()
+                        + "\nNote: this is a translation.")
+    try:
+        mt = fixture_path("mt")
+        args = ["task=translation", "method=none", "model=api", f"model.base_url={server.url}", "model.model=base-model",
+                f"model.cache_dir={tmp_path / 'cache'}", f"task.data_dir={mt}/data/multilingual_translation",
+                "task.direction=deen", "logger=none"]
+        code, out, err = llmlab_inproc(*args)
+        assert code == 0, err
+        assert server.requests == 6  # 3 stopped at the leading newline, then 3 without the stop
+        assert [b.get("stop") for b in server.bodies] == [["\n"]] * 3 + [None] * 3
+        run = next(outputs.rglob("results.json")).parent
+        preds = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+        assert [p["prediction"] for p in preds] == [p["source"].upper() for p in preds]
+        assert all(p["after_newline"] for p in preds)
+        assert json.loads((run / "results.json").read_text())["info"]["answers_after_newline"] == 3
+        code, out, err = llmlab_inproc(*args, "task.answer=first_line")
+        assert code == 0, err
+        run = max(outputs.rglob("results.json"), key=lambda p: p.stat().st_mtime).parent
+        assert {json.loads(line)["prediction"] for line in (run / "predictions.jsonl").read_text().splitlines()} == {""}
+    finally:
+        server.close()

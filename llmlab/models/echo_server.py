@@ -1,7 +1,8 @@
 """A minimal OpenAI-compatible chat server on the loopback interface, for tests and benchmarks of
 `model=api`: it answers `/v1/chat/completions` with the last user message's text after its last ": "
 upper-cased (a canned "translation"), or with `answer(body)` when one is given (a canned judge), after `delay`
-seconds, and counts requests, the keys it saw, and the bodies it got (`bodies`)."""
+seconds, cut before the first of the request's `stop` strings as OpenAI's servers do (anywhere, even at the
+start), and counts requests, the keys it saw, and the bodies it got (`bodies`)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ class EchoServer:
                     time.sleep(owner.delay)
                 text = (owner.answer(body) if owner.answer else
                         body["messages"][-1]["content"].rsplit(": ", 1)[-1].upper())
+                cuts = [text.find(s) for s in body.get("stop") or () if s and s in text]
+                text = text[:min(cuts)] if cuts else text
                 reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
                          "choices": [{"index": i, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
                                      for i in range(body.get("n", 1))]}

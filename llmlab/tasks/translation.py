@@ -19,6 +19,7 @@ transformers 5); each prediction gets its segment score. Without `comet_model` i
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ register("target_script", "hypotheses written in the target language's script (H
 
 LANGS = {"en": ("English", "eng_Latn"), "de": ("German", "deu_Latn"), "ro": ("Romanian", "ron_Latn"),
          "zh": ("Chinese", "zho_Hans")}
+ANSWER_RULES = ("first_nonempty_line", "first_line")
 HAN = re.compile(r"[\u4e00-\u9fff]")
 LATIN = re.compile(r"[A-Za-z]")
 
@@ -63,8 +65,13 @@ class Translation(BatchedTask):
     batch_size: int = 8
     comet_model: str | None = None        # a COMET checkpoint file, or a model name (Unbabel/wmt20-comet-da); null: no COMET
     comet_batch_size: int = 16
+    answer: str = "first_nonempty_line"   # the hypothesis: the first line with text (or first_line: up to the first newline)
 
     def __post_init__(self):
+        if self.answer not in ANSWER_RULES:
+            raise UserError(f"translation: answer={self.answer!r} is not a rule; use first_nonempty_line (the first "
+                            f"line of the output that has text) or first_line (the output up to its first newline, "
+                            f"empty when the model starts with one).")
         if len(self.direction) != 4 or self.direction[:2] not in LANGS or self.direction[2:] not in LANGS:
             raise UserError(f"translation: direction={self.direction!r} must be two language codes from "
                             f"{', '.join(LANGS)} (e.g. ende, zhen).")
@@ -124,11 +131,22 @@ class Translation(BatchedTask):
                                             f"following sentence: {item['source']}"}]  # ChatGPT4MT template/chatgpt.py
 
     def run_batch(self, lm, method, batch, ctx) -> list[dict]:
+        """One line per sentence: generation stops at a newline. A model that starts its answer with a newline
+        (a base model after a chat prompt) would give an empty line; with `answer: first_nonempty_line` those
+        sentences are generated again without the stop and their first line with text is the hypothesis
+        (`after_newline` marks them in predictions.jsonl)."""
         sampling = Sampling(max_new_tokens=self.max_new_tokens, temperature=self.temperature, seed=ctx.seed,
                             stop=("\n",))
-        outs = lm.generate([self.messages(method, it) for it in batch], sampling, chat=True,
-                           keys=[it["index"] for it in batch])
-        return [{**it, "prediction": out[0].strip()} for it, out in zip(batch, outs)]
+        messages, keys = [self.messages(method, it) for it in batch], [it["index"] for it in batch]
+        texts = [out[0].strip() for out in lm.generate(messages, sampling, chat=True, keys=keys)]
+        empty = [i for i, text in enumerate(texts) if not text] if self.answer == "first_nonempty_line" else []
+        if empty:
+            whole = lm.generate([messages[i] for i in empty], dataclasses.replace(sampling, stop=()), chat=True,
+                                keys=[keys[i] for i in empty])
+            for i, out in zip(empty, whole):
+                texts[i] = next((line.strip() for line in out[0].splitlines() if line.strip()), "")
+        return [{**it, "prediction": text, **({"after_newline": True} if i in empty else {})}
+                for i, (it, text) in enumerate(zip(batch, texts))]
 
     def aggregate(self, predictions: list[dict], ctx) -> dict[str, float]:
         metrics, self._signatures = self.scores(predictions)
@@ -143,7 +161,8 @@ class Translation(BatchedTask):
         c, c_sig = chrf(hyps, refs)
         script = 100.0 * sum(in_script(h, self.target_lang) for h in hyps) / max(1, len(hyps))
         metrics = {"bleu": b, "chrf": c, "target_script": script}
-        facts = {"bleu_signature": b_sig, "chrf_signature": c_sig, "direction": self.direction}
+        facts = {"bleu_signature": b_sig, "chrf_signature": c_sig, "direction": self.direction,
+                 "answer": self.answer, "answers_after_newline": sum(bool(p.get("after_newline")) for p in predictions)}
         if self.comet_model:
             metrics["comet"], segments, facts["comet"] = comet([p["source"] for p in predictions], hyps, refs,
                                                                str(self.comet_model), self.comet_batch_size)
