@@ -549,11 +549,11 @@ def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
     for ax, (g, lines) in zip(axes[0], sorted(groups.items(), key=lambda kv: (kv[0][:-1], metrics.index(kv[0][-1])))):
         for name, points in sorted(lines.items()):
             xs = sorted(points)
-            ax.plot(xs, [points[x] for x in xs], marker="o", label=name)
+            ax.plot(xs, [points[x] for x in xs], marker="o", label=(spec.get("labels") or {}).get(name, name))
         if plot.get("xscale", "log") == "log":  # a budget curve; `xscale: linear` for e.g. temperatures
             ax.set_xscale("log", base=2)
         ax.set_xlabel(plot.get("xlabel", plot["x"]))
-        ax.set_ylabel(g[-1])
+        ax.set_ylabel((spec.get("labels") or {}).get(g[-1], g[-1]))   # the table's label for the metric
         ax.set_title(", ".join(g[:-1]) or spec["experiment_name"], fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
