@@ -15,7 +15,7 @@ def test_kd_trains_the_student_toward_the_teacher_and_logs_every_step(llmlab_inp
     data = fixture_path("instruct")
     code, out, err = llmlab_inproc("method=kd", "model=tiny-llama", "scale=smoke", "task=instruct",
                                    f"task.data_dir={data}", "task.max_new_tokens=4", f"method.train_path={data}/train.jsonl",
-                                   "method.objective=forward", "+model.keep_layers=1", "method.epochs=10", "method.cache_trained=false",
+                                   "method.objective=forward", "+model.keep_layers=1", "method.epochs=10", "+method.cache_trained=false",
                                    "method.batch_size=1", "method.lr=0.01", "logger=none")
     assert code == 0, err
     results = json.loads(next(outputs.rglob("results.json")).read_text())
@@ -41,7 +41,7 @@ def test_on_policy_and_mixed_sample_sources_train_on_generated_sequences(source,
     data = fixture_path("instruct")
     code, out, err = llmlab_inproc("method=kd", "model=tiny-llama", "scale=smoke", "task=instruct",
                                    f"task.data_dir={data}", "task.max_new_tokens=2", f"method.train_path={data}/train.jsonl",
-                                   "method.objective=atkd", "+model.keep_layers=1", "method.epochs=4", "method.cache_trained=false",
+                                   "method.objective=atkd", "+model.keep_layers=1", "method.epochs=4", "+method.cache_trained=false",
                                    "method.batch_size=2", f"method.sample_source={source}", "method.max_new_tokens=6",
                                    "limit=1", "logger=none")
     assert code == 0, err
