@@ -32,7 +32,9 @@ Spec keys (conf/experiment/<name>.yaml, under `table:`):
   (a scale's experiment_scale file may add keys under `table:`, e.g. its own `where`)
   plot      {x: <config path>, y: <metric or [metrics]>, line: <config path>, group_by: [paths] (panels; the
             table's groups by default), where: {...}}: a line plot PNG
-            of all the experiment's results (the table's `where` does not apply to it)
+            of all the experiment's results (the table's `where` does not apply to it); where it draws what the
+            table lays out (line = rows, x = the columns' `by`, y = their metric), the paper's numbers are
+            dashed lines beside ours
 
 A plain `-m` sweep needs no experiment file: `llmlab table <sweep dir> --rows method --columns
 task.context_lengths --metric rouge1_f` (rows/columns default to the swept keys, the metric to
@@ -547,9 +549,16 @@ def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
         return None
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.6), squeeze=False)
     for ax, (g, lines) in zip(axes[0], sorted(groups.items(), key=lambda kv: (kv[0][:-1], metrics.index(kv[0][-1])))):
-        for name, points in sorted(lines.items()):
-            xs = sorted(points)
-            ax.plot(xs, [points[x] for x in xs], marker="o", label=(spec.get("labels") or {}).get(name, name))
+        paper = _paper_points(spec, plot, group_by, g)
+        for name in sorted(set(lines) | set(paper)):
+            label, color = (spec.get("labels") or {}).get(name, name), None
+            for points, style in ((lines.get(name), {"marker": "o"}), (paper.get(name), {"marker": "x", "ls": "--"})):
+                if points:
+                    xs = sorted(points)
+                    drawn = ax.plot(xs, [points[x] for x in xs], color=color, label=label, **style)
+                    color, label = drawn[0].get_color(), f"{label} (paper)"
+                else:
+                    label = f"{label} (paper)"
         if plot.get("xscale", "log") == "log":  # a budget curve; `xscale: linear` for e.g. temperatures
             ax.set_xscale("log", base=2)
         ax.set_xlabel(plot.get("xlabel", plot["x"]))
@@ -561,6 +570,24 @@ def plot_lines(spec: dict, results: list[dict], path: Path) -> Path | None:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def _paper_points(spec: dict, plot: dict, group_by: list, panel: tuple) -> dict[str, dict[float, float]]:
+    """The paper's numbers as dashed lines beside ours, where the plot draws what the table lays out: a line per
+    row (`line` = the table's `rows`), x = the `by` of its columns, y = their metric, panels = its groups."""
+    columns = spec.get("columns")
+    if not (isinstance(columns, dict) and columns.get("by") == plot["x"] and columns.get("metric") == panel[-1]
+            and plot["line"] == spec.get("rows") and group_by == list(spec.get("group_by") or [])):
+        return {}
+    reported = _reported_for(spec, {"group": dict(zip(group_by, panel[:-1]))})
+    out: dict[str, dict[float, float]] = {}
+    for row, cols in reported.items():
+        for col, value in (cols.items() if isinstance(cols, dict) else ()):
+            try:
+                out.setdefault(key(row), {})[float(key(col))] = float(value)   # in the units the table shows
+            except ValueError:
+                continue  # a column that is not a number on the x axis
+    return out
 
 
 # -- building -------------------------------------------------------------------------------------

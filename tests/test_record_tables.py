@@ -307,3 +307,16 @@ def test_metrics_that_share_a_description_are_described_once():
     assert line.count("the demo score of one set") == 1
     assert "test_set_a_score, test_set_b_score: the demo score of one set [x100]; higher is better" in line
     assert "test_loss: the demo loss; lower is better" in line
+
+
+def test_a_plot_draws_the_papers_points_where_it_lays_out_the_table():
+    spec = {"rows": "method", "columns": {"by": "method.kv_size", "metric": "avg"}, "scale": 100,
+            "reported": {"snapkv": {"64": 40.0, "128": 45.5, "full": 50.0}}}
+    plot = {"x": "method.kv_size", "y": "avg", "line": "method"}
+    # the paper's numbers are in the table's units already (never scaled again); a non-numeric column is no x
+    assert tables._paper_points(spec, plot, [], ("avg",)) == {"snapkv": {64.0: 40.0, 128.0: 45.5}}
+    assert tables._paper_points(spec, {**plot, "line": "model"}, [], ("avg",)) == {}
+    assert tables._paper_points(spec, plot, [], ("other_metric",)) == {}
+    grouped = {**spec, "group_by": ["model"], "reported": {"m1": {"snapkv": {"64": 41.0}}}}
+    assert tables._paper_points(grouped, plot, ["model"], ("m1", "avg")) == {"snapkv": {64.0: 41.0}}
+    assert tables._paper_points(grouped, plot, ["model"], ("m2", "avg")) == {}
