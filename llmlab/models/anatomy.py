@@ -51,6 +51,11 @@ def blocks(model: nn.Module) -> nn.ModuleList:
                     f"qwen2, gemma3 decoders; bert, roberta, electra encoders). Use one of those architectures.")
 
 
+def parameter_count(model: nn.Module) -> int:
+    """The number of parameters (every tensor once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
 def num_blocks(model: nn.Module) -> int:
     return len(blocks(model))
 

@@ -58,10 +58,9 @@ def keep_blocks(model, value) -> list[int]:
         raise UserError(f"model.keep_layers={value!r} names block {max(keep)}, but this model has {len(layers)} blocks "
                         f"(0-{len(layers) - 1}).")
     chosen = [layers[i] for i in keep]
-    while len(layers):
-        del layers[len(layers) - 1]
+    del layers[:]          # the model's own ModuleList, emptied and refilled in place
+    layers.extend(chosen)
     for new_index, layer in enumerate(chosen):
-        layers.append(layer)
         for module in layer.modules():
             if hasattr(module, "layer_idx"):
                 module.layer_idx = new_index

@@ -39,7 +39,7 @@ from llmlab.data.instruct import prompt_for
 from llmlab.errors import UserError
 from llmlab.methods.base import Method
 from llmlab.methods.distill import losses
-from llmlab.models.anatomy import blocks
+from llmlab.models.anatomy import blocks, parameter_count
 from llmlab.progress import progress
 
 OBJECTIVE_NAMES = ("none", "sft", "forward", "reverse", "jsd", "tvd", "dkd", "atkd", "atkd_reverse")
@@ -121,7 +121,7 @@ class Distill(Method, WeightTransform):
 
         if self.objective == "none":   # the student as loaded: the row every training row is read against
             self._facts = {"objective": "none", "steps": 0, "student_layers": len(blocks(lm.model)),
-                           "student_params": sum(p.numel() for p in lm.model.parameters())}
+                           "student_params": parameter_count(lm.model)}
             return lm
         if self.objective != "sft" and not self.teacher:
             raise UserError("kd: no teacher. Compose one from the model group: method.teacher=<model config> "
@@ -286,10 +286,10 @@ class Distill(Method, WeightTransform):
                        "loss_last": loss_log[-1] if loss_log else None, "train_seconds": round(seconds, 2),
                        "response_tokens_per_s": round(tokens / seconds, 1) if seconds else None,
                        "teacher_forwards": teacher_calls, "student_layers": len(blocks(model)),
-                       "student_params": sum(p.numel() for p in model.parameters()),
+                       "student_params": parameter_count(model),
                        "teacher": (self.teacher or {}).get("name"), "sample_source": self.sample_source,
                        **({"teacher_layers": len(blocks(teacher.model)),
-                           "teacher_params": sum(p.numel() for p in teacher.model.parameters()),
+                           "teacher_params": parameter_count(teacher.model),
                            "teacher_unc": round(unc_sum / max(1, unc_n), 4)} if teacher is not None else {}),
                        "sampled_batches": sampled_batches, "sampling_seconds": round(sample_seconds, 2)}
 

@@ -67,6 +67,23 @@ def tvd(student, teacher, gold, ignore):
     return _mean(per, ~ignore)
 
 
+def _masked_parts(student, teacher, gold):
+    """What both forms of the decomposition read: log p^ of each model (the log-softmax of its logits with the
+    gold entry masked), and each model's log p_gold and log o (the non-gold mass), per position."""
+    s, t = student.float(), teacher.float()
+    g = gold.unsqueeze(-1)
+    low = torch.finfo(torch.float32).min / 4
+    ms, mt = s.scatter(-1, g, low), t.scatter(-1, g, low)
+    lps, lpt = F.log_softmax(ms, -1), F.log_softmax(mt, -1)
+    other = (g + 1) % s.shape[-1]                            # any non-gold entry gives logsumexp(masked) back
+    lse_ms = (ms.gather(-1, other) - lps.gather(-1, other)).squeeze(-1)
+    lse_mt = (mt.gather(-1, other) - lpt.gather(-1, other)).squeeze(-1)
+    del ms, mt
+    s_g, t_g = s.gather(-1, g).squeeze(-1), t.gather(-1, g).squeeze(-1)
+    lse_s, lse_t = torch.logaddexp(lse_ms, s_g), torch.logaddexp(lse_mt, t_g)
+    return lps, lpt, s_g - lse_s, t_g - lse_t, lse_ms - lse_s, lse_mt - lse_t
+
+
 def decomposition(student, teacher, gold):
     """Per position (B, T): TCKD, NCKD and the teacher's uncertainty UnC = 1 - p_gold(teacher).
 
@@ -78,22 +95,9 @@ def decomposition(student, teacher, gold):
         TCKD = pt_g (log pt_g - log ps_g) + o_t (log o_t - log o_s)
     The gold entry is masked with a large finite negative number, not -inf, so that it adds exactly 0 (and no NaN)
     to the sum and no gradient to the student's gold logit."""
-    s, t = student.float(), teacher.float()
-    g = gold.unsqueeze(-1)
-    low = torch.finfo(torch.float32).min / 4
-    ms, mt = s.scatter(-1, g, low), t.scatter(-1, g, low)
-    lps, lpt = F.log_softmax(ms, -1), F.log_softmax(mt, -1)   # log p^ of student and teacher
-    nckd = (lpt.exp() * (lpt - lps)).sum(-1)
-    other = (g + 1) % s.shape[-1]                            # any non-gold entry gives logsumexp(masked) back
-    lse_ms = (ms.gather(-1, other) - lps.gather(-1, other)).squeeze(-1)
-    lse_mt = (mt.gather(-1, other) - lpt.gather(-1, other)).squeeze(-1)
-    s_g, t_g = s.gather(-1, g).squeeze(-1), t.gather(-1, g).squeeze(-1)
-    lse_s, lse_t = torch.logaddexp(lse_ms, s_g), torch.logaddexp(lse_mt, t_g)
-    ls_g, lt_g = s_g - lse_s, t_g - lse_t                    # log p_gold
-    lo_s, lo_t = lse_ms - lse_s, lse_mt - lse_t              # log of the non-gold mass
+    lps, lpt, ls_g, lt_g, lo_s, lo_t = _masked_parts(student, teacher, gold)
     o_t = lo_t.exp()
-    tckd = lt_g.exp() * (lt_g - ls_g) + o_t * (lo_t - lo_s)
-    return tckd, nckd, o_t
+    return lt_g.exp() * (lt_g - ls_g) + o_t * (lo_t - lo_s), (lpt.exp() * (lpt - lps)).sum(-1), o_t
 
 
 class _Decomposition(torch.autograd.Function):
@@ -106,22 +110,10 @@ class _Decomposition(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, student, teacher, gold):
-        s, t = student.float(), teacher.float()
-        g = gold.unsqueeze(-1)
-        low = torch.finfo(torch.float32).min / 4
-        ms, mt = s.scatter(-1, g, low), t.scatter(-1, g, low)
-        lps, lpt = F.log_softmax(ms, -1), F.log_softmax(mt, -1)
-        del ms, mt
+        lps, lpt, ls_g, lt_g, lo_s, lo_t = _masked_parts(student, teacher, gold)
         pt_hat = lpt.exp()
         nckd = (pt_hat * (lpt - lps)).sum(-1)
-        other = (g + 1) % s.shape[-1]
-        lse_ms = (s.gather(-1, other) - lps.gather(-1, other)).squeeze(-1)
-        lse_mt = (t.gather(-1, other) - lpt.gather(-1, other)).squeeze(-1)
         del lpt
-        s_g, t_g = s.gather(-1, g).squeeze(-1), t.gather(-1, g).squeeze(-1)
-        lse_s, lse_t = torch.logaddexp(lse_ms, s_g), torch.logaddexp(lse_mt, t_g)
-        ls_g, lt_g = s_g - lse_s, t_g - lse_t
-        lo_s, lo_t = lse_ms - lse_s, lse_mt - lse_t
         o_t = lo_t.exp()
         tckd = lt_g.exp() * (lt_g - ls_g) + o_t * (lo_t - lo_s)
         ps_hat = lps.exp_()   # lps is not needed any more: its storage holds p^s

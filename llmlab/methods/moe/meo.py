@@ -137,7 +137,7 @@ class MixtureOfExperts(Method, WeightTransform):
                         model._init_weights(module)
                 setattr(parent, attr, layer.to(device=old.weight.device, dtype=old.weight.dtype))
                 replaced += 1
-        n_params = sum(p.numel() for p in model.parameters())
+        n_params = anatomy.parameter_count(model)
         self._facts = {"routed_layers": replaced, "n_experts": self.n_experts, "k": self.k, "level": self.level,
                        "expert_bias": self.expert_bias, "parameters": n_params, "variant": self.name}
         return lm
