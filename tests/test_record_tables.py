@@ -16,6 +16,15 @@ def _demo_spec(tmp_path, text: str) -> None:
     (conf / "demo.yaml").write_text(text)
 
 
+def _build_demo(tmp_path, *results: dict) -> str:
+    """The demo table (tables in tmp_path/t) of these results, each in a run directory of its own."""
+    root = tmp_path / "outputs"
+    for i, res in enumerate(results):
+        record.write_json(root / str(i) / "results.json", res)
+    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    return md
+
+
 def test_signature_ignores_logger_and_paths():
     a = {"model": {"name": "x"}, "method": {"k": 1}, "task": {}, "seed": 0, "limit": 2, "logger": {"name": "wandb"},
          "output_root": "a"}
@@ -43,12 +52,8 @@ def test_table_missing_cells_reported_and_delta(tmp_path):
         "table:\n  rows: method\n  columns: {by: method.kv_size, metric: avg}\n  format: '.1f'\n"
         "  reported:\n    snapkv: {'64': 40.0}\n"
         "  plot: {x: method.kv_size, y: avg, line: method}\n")
-    root = tmp_path / "outputs"
-    record.write_json(root / "1" / "results.json", _result("snapkv", 64, {"avg": 41.5}))
-    record.write_json(root / "2" / "results.json", _result("snapkv", 128, {"avg": 43.0}))
-    record.write_json(root / "3" / "results.json", _result("h2o", 64, {"avg": 30.0}))
-    record.write_json(root / "4" / "results.json", _result("h2o", 64, {"avg": 99.0}, exp="other"))
-    md, files = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    md = _build_demo(tmp_path, _result("snapkv", 64, {"avg": 41.5}), _result("snapkv", 128, {"avg": 43.0}),
+                     _result("h2o", 64, {"avg": 30.0}), _result("h2o", 64, {"avg": 99.0}, exp="other"))
     lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
     assert "41.5 (paper 40.0, Δ +1.5)" in lines["snapkv"]
     assert "43.0" in lines["snapkv"]
@@ -66,10 +71,7 @@ def test_table_reported_digits_compare_at_the_papers_precision(tmp_path):
         "experiment_name: demo\n"
         "table:\n  rows: method\n  columns: {by: method.kv_size, metric: avg}\n  format: '.2f'\n"
         "  reported_digits: 1\n  reported:\n    snapkv: {'64': 43.5, '128': 44.4}\n")
-    root = tmp_path / "outputs"
-    record.write_json(root / "1" / "results.json", _result("snapkv", 64, {"avg": 43.46}))
-    record.write_json(root / "2" / "results.json", _result("snapkv", 128, {"avg": 44.25}))
-    md, _ = tables.build("demo", root, tmp_path / "t", conf_dir=tmp_path / "conf")
+    md = _build_demo(tmp_path, _result("snapkv", 64, {"avg": 43.46}), _result("snapkv", 128, {"avg": 44.25}))
     # 43.46 prints as 43.5 in the paper's digits: a match; 44.25 is 44.2 (or 44.3), not the paper's 44.4
     assert "43.46 (paper 43.50, Δ +0.00)" in md
     assert "44.25 (paper 44.40, Δ -0.20)" in md
